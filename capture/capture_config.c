@@ -1,0 +1,226 @@
+/* cdc-capture's configuration keys: the one table --help and README use. */
+#include <ctype.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "capture.h"
+#include "cdc/buf.h"
+#include "cdc/log.h"
+
+#define K(field) offsetof(capture_config, field)
+
+static const cdc_cfg_key capture_keys[] = {
+    {"source.conninfo", CDC_CFG_STR, K(source_conninfo), true, NULL, 0, 0, NULL,
+     "libpq connection string of the source database (key=value or postgresql:// URI)"},
+    {"topic.prefix", CDC_CFG_STR, K(topic_prefix), false, "cdc", 0, 0, NULL,
+     "first part of every topic name: {prefix}.{schema}.{table}, {prefix}._schemas"},
+    {"slot.name", CDC_CFG_STR, K(slot_name), false, "cdc", 0, 0, NULL,
+     "logical replication slot (created with plugin pgoutput when missing)"},
+    {"publication.name", CDC_CFG_STR, K(publication_name), false, "cdc", 0, 0, NULL,
+     "publication to stream (created when missing; used as it is when it exists)"},
+    {"tables", CDC_CFG_STR, K(tables), false, "", 0, 0, NULL,
+     "comma list of schema.table for a new publication; empty = all tables"},
+    {"topic.partitions", CDC_CFG_INT, K(topic_partitions), false, "1", 1, 100000, NULL,
+     "partitions of topics created through the Admin API"},
+    {"topic.replication.factor", CDC_CFG_INT, K(topic_replication_factor), false, "-1", -1, 32767,
+     NULL, "replication factor of created topics; -1 = the broker's default"},
+    {"status.interval.ms", CDC_CFG_INT, K(status_interval_ms), false, "10000", 100, 10000, NULL,
+     "longest time between status updates to Postgres"},
+    {"shutdown.timeout.ms", CDC_CFG_INT, K(shutdown_timeout_ms), false, "30000", 0, 3600000, NULL,
+     "on SIGTERM, how long to wait for Kafka to acknowledge outstanding events"},
+    {"log.level", CDC_CFG_ENUM, K(log_level), false, "info", 0, 0, "error|warn|info|debug",
+     "least severe level that is logged"},
+    {NULL, 0, 0, false, NULL, 0, 0, NULL, NULL},
+};
+
+static const char *const capture_kafka_required[] = {"kafka.bootstrap.servers", NULL};
+
+const cdc_cfg_spec capture_config_spec = {
+    .program = "cdc-capture",
+    .summary = "Streams every committed change of a PostgreSQL database to Kafka as Avro "
+               "change events\n(logical replication with the built-in pgoutput plugin).",
+    .keys = capture_keys,
+    .flags = NULL,
+    .kafka_offset = offsetof(capture_config, kafka),
+    .kafka_keys = true,
+    .kafka_required = capture_kafka_required,
+};
+
+static bool valid_slot_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+static bool valid_topic_prefix(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 200 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, char *errstr,
+                                   size_t errstr_size)
+{
+    cdc_cfg_result r = cdc_config_parse(&capture_config_spec, cfg, argc, argv, errstr, errstr_size);
+    if (r != CDC_CFG_OK)
+        return r;
+    if (!valid_slot_name(cfg->slot_name)) {
+        snprintf(errstr, errstr_size,
+                 "slot.name: invalid value '%s' (lower-case letters, digits and _; at most 63)",
+                 cfg->slot_name);
+        return CDC_CFG_ERROR;
+    }
+    if (!valid_topic_prefix(cfg->topic_prefix)) {
+        snprintf(errstr, errstr_size,
+                 "topic.prefix: invalid value '%s' (letters, digits, '.', '_', '-'; at most 200)",
+                 cfg->topic_prefix);
+        return CDC_CFG_ERROR;
+    }
+    if (!*cfg->publication_name || strlen(cfg->publication_name) > 63) {
+        snprintf(errstr, errstr_size, "publication.name: must be 1 to 63 characters");
+        return CDC_CFG_ERROR;
+    }
+    char *perr = NULL;
+    PQconninfoOption *ci = PQconninfoParse(cfg->source_conninfo, &perr);
+    if (!ci) {
+        snprintf(errstr, errstr_size, "source.conninfo: %s", perr ? perr : "invalid");
+        size_t n = strlen(errstr);
+        while (n > 0 && errstr[n - 1] == '\n')
+            errstr[--n] = '\0';
+        PQfreemem(perr);
+        return CDC_CFG_ERROR;
+    }
+    PQconninfoFree(ci);
+    char err[256];
+    char *t = capture_tables_sql(cfg->tables, err, sizeof err);
+    if (!t) {
+        snprintf(errstr, errstr_size, "tables: %s", err);
+        return CDC_CFG_ERROR;
+    }
+    free(t);
+    cdc_log_level lvl;
+    cdc_log_parse_level(cfg->log_level, &lvl);
+    cdc_log_set_level(lvl);
+    return CDC_CFG_OK;
+}
+
+void capture_config_free(capture_config *cfg)
+{
+    cdc_config_free(&capture_config_spec, cfg);
+}
+
+/* Quote an identifier the way PQescapeIdentifier does: "..." with "" doubled. */
+static void quote_ident(cdc_buf *out, const char *s, size_t n)
+{
+    cdc_buf_putc(out, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            cdc_buf_putc(out, '"');
+        cdc_buf_putc(out, (uint8_t)s[i]);
+    }
+    cdc_buf_putc(out, '"');
+}
+
+/* One name part: "quoted ""name""" or bare (kept as written, case included). */
+static const char *name_part(const char *p, cdc_buf *out, char *errstr, size_t errstr_size)
+{
+    while (*p == ' ')
+        p++;
+    if (*p == '"') {
+        cdc_buf raw;
+        cdc_buf_init(&raw);
+        p++;
+        for (;;) {
+            if (!*p) {
+                cdc_buf_free(&raw);
+                snprintf(errstr, errstr_size, "unterminated quoted name");
+                return NULL;
+            }
+            if (*p == '"' && p[1] == '"') {
+                cdc_buf_putc(&raw, '"');
+                p += 2;
+                continue;
+            }
+            if (*p == '"') {
+                p++;
+                break;
+            }
+            cdc_buf_putc(&raw, (uint8_t)*p++);
+        }
+        quote_ident(out, (const char *)raw.data, raw.len);
+        cdc_buf_free(&raw);
+    } else {
+        const char *s = p;
+        while (*p && *p != '.' && *p != ',' && *p != ' ')
+            p++;
+        if (p == s) {
+            snprintf(errstr, errstr_size, "empty name");
+            return NULL;
+        }
+        quote_ident(out, s, (size_t)(p - s));
+    }
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+char *capture_tables_sql(const char *tables, char *errstr, size_t errstr_size)
+{
+    cdc_buf out;
+    cdc_buf_init(&out);
+    const char *p = tables ? tables : "";
+    while (*p == ' ')
+        p++;
+    while (*p) {
+        if (out.len)
+            cdc_buf_puts(&out, ", ");
+        size_t start = out.len;
+        p = name_part(p, &out, errstr, errstr_size);
+        if (!p)
+            goto fail;
+        if (*p == '.') {
+            cdc_buf_putc(&out, '.');
+            p = name_part(p + 1, &out, errstr, errstr_size);
+            if (!p)
+                goto fail;
+        } else {
+            /* No schema given: public. */
+            cdc_buf tmp;
+            cdc_buf_init(&tmp);
+            cdc_buf_puts(&tmp, "\"public\".");
+            cdc_buf_append(&tmp, out.data + start, out.len - start);
+            out.len = start;
+            cdc_buf_append(&out, tmp.data, tmp.len);
+            cdc_buf_free(&tmp);
+        }
+        if (*p == ',') {
+            p++;
+            while (*p == ' ')
+                p++;
+            if (!*p) {
+                snprintf(errstr, errstr_size, "trailing comma");
+                goto fail;
+            }
+        } else if (*p) {
+            snprintf(errstr, errstr_size, "unexpected '%c' (expected schema.table[,...])", *p);
+            goto fail;
+        }
+    }
+    return cdc_xstrdup(cdc_buf_cstr(&out));
+fail:
+    cdc_buf_free(&out);
+    return NULL;
+}

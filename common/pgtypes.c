@@ -1,0 +1,1045 @@
+/*
+ * PostgreSQL text forms <-> Avro binary (see cdc/pgtypes.h for the mapping).
+ *
+ * Both directions are exact: no value goes through floating point unless it
+ * already is one, numeric is converted with a small arbitrary-precision
+ * routine, and dates use proleptic Gregorian arithmetic on 64-bit integers
+ * so BC dates and years past 9999 survive. Parsers accept only the forms the
+ * capture session makes Postgres produce (DateStyle=ISO, TimeZone=UTC,
+ * bytea_output=hex, extra_float_digits=3); anything else is an error naming
+ * the value rather than a guess, because a wrong guess would publish a
+ * different value than the one committed.
+ */
+#include "cdc/pgtypes.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdc/avro_bin.h"
+
+/* numeric's limit; also bounds the work a hostile decimal can cause. */
+#define NUMERIC_MAX_PRECISION 1000
+/* 10^1000 < 2^3322, so 416 bytes hold any numeric(1000,s) plus sign. */
+#define DECIMAL_MAX_BYTES 420
+#define VARHDRSZ 4
+
+#define USECS_PER_SEC INT64_C(1000000)
+#define USECS_PER_DAY INT64_C(86400000000)
+/* Error messages quote at most this much of a bad value. */
+#define ERR_VALUE_MAX 64
+
+static int set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+    if (errstr && errstr_size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* "invalid <what> value "<text>"", the text cut to ERR_VALUE_MAX bytes. */
+static int bad_value(char *errstr, size_t errstr_size, const char *what,
+                     const char *text, size_t len, const char *why)
+{
+    int shown = len > ERR_VALUE_MAX ? ERR_VALUE_MAX : (int)len;
+    return set_err(errstr, errstr_size, "invalid %s value \"%.*s%s\": %s", what, shown,
+                   text, len > ERR_VALUE_MAX ? "..." : "", why);
+}
+
+/* ---- mapping ------------------------------------------------------------ */
+
+cdc_coltype cdc_pgtype_map(uint32_t typoid, int32_t typmod)
+{
+    cdc_coltype t = {.conv = CDC_CONV_STRING, .precision = 0, .scale = 0};
+
+    switch (typoid) {
+    case CDC_OID_BOOL: t.conv = CDC_CONV_BOOL; break;
+    case CDC_OID_INT2:
+    case CDC_OID_INT4: t.conv = CDC_CONV_INT; break;
+    case CDC_OID_INT8: t.conv = CDC_CONV_LONG; break;
+    case CDC_OID_FLOAT4: t.conv = CDC_CONV_FLOAT; break;
+    case CDC_OID_FLOAT8: t.conv = CDC_CONV_DOUBLE; break;
+    case CDC_OID_BYTEA: t.conv = CDC_CONV_BYTES; break;
+    case CDC_OID_DATE: t.conv = CDC_CONV_DATE; break;
+    case CDC_OID_TIME: t.conv = CDC_CONV_TIME; break;
+    case CDC_OID_TIMESTAMP: t.conv = CDC_CONV_TIMESTAMP; break;
+    case CDC_OID_TIMESTAMPTZ: t.conv = CDC_CONV_TIMESTAMPTZ; break;
+    case CDC_OID_UUID: t.conv = CDC_CONV_UUID; break;
+    case CDC_OID_NUMERIC: {
+        /* typmod = ((precision << 16) | (scale & 0x7ff)) + VARHDRSZ; since
+         * PG15 the scale is an 11-bit two's complement field (-1000..1000). */
+        if (typmod < VARHDRSZ)
+            break; /* unconstrained numeric: keep the exact text */
+        int32_t m = typmod - VARHDRSZ;
+        int precision = (m >> 16) & 0xffff;
+        int scale = ((m & 0x7ff) ^ 0x400) - 0x400;
+        /* A negative scale or one above the precision has no Avro decimal
+         * equivalent (Avro requires 0 <= scale <= precision). */
+        if (precision < 1 || precision > NUMERIC_MAX_PRECISION || scale < 0 ||
+            scale > precision)
+            break;
+        t.conv = CDC_CONV_DECIMAL;
+        t.precision = precision;
+        t.scale = scale;
+        break;
+    }
+    default: break;
+    }
+    return t;
+}
+
+static json_t *logical(const char *type, const char *logical_type)
+{
+    return json_pack("{s:s, s:s}", "type", type, "logicalType", logical_type);
+}
+
+json_t *cdc_pgtype_avro_type(const cdc_coltype *t)
+{
+    switch (t->conv) {
+    case CDC_CONV_BOOL: return json_string("boolean");
+    case CDC_CONV_INT: return json_string("int");
+    case CDC_CONV_LONG: return json_string("long");
+    case CDC_CONV_FLOAT: return json_string("float");
+    case CDC_CONV_DOUBLE: return json_string("double");
+    case CDC_CONV_BYTES: return json_string("bytes");
+    case CDC_CONV_DECIMAL:
+        return json_pack("{s:s, s:s, s:i, s:i}", "type", "bytes", "logicalType", "decimal",
+                         "precision", t->precision, "scale", t->scale);
+    case CDC_CONV_DATE: return logical("int", "date");
+    case CDC_CONV_TIME: return logical("long", "time-micros");
+    case CDC_CONV_TIMESTAMP: return logical("long", "local-timestamp-micros");
+    case CDC_CONV_TIMESTAMPTZ: return logical("long", "timestamp-micros");
+    case CDC_CONV_UUID: return logical("string", "uuid");
+    case CDC_CONV_STRING: break;
+    }
+    return json_string("string");
+}
+
+static int primitive_conv(const char *type, cdc_conv *out)
+{
+    static const struct { const char *name; cdc_conv conv; } prims[] = {
+        {"string", CDC_CONV_STRING}, {"boolean", CDC_CONV_BOOL}, {"int", CDC_CONV_INT},
+        {"long", CDC_CONV_LONG},     {"float", CDC_CONV_FLOAT},  {"double", CDC_CONV_DOUBLE},
+        {"bytes", CDC_CONV_BYTES},
+    };
+    for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++) {
+        if (strcmp(type, prims[i].name) == 0) {
+            *out = prims[i].conv;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cdc_pgtype_from_avro(const json_t *avro_type, cdc_coltype *out)
+{
+    cdc_coltype t = {.conv = CDC_CONV_STRING, .precision = 0, .scale = 0};
+
+    /* Nullable columns are ["null", T]; accept either order. */
+    if (json_is_array(avro_type)) {
+        if (json_array_size(avro_type) != 2)
+            return -1;
+        const json_t *a = json_array_get(avro_type, 0), *b = json_array_get(avro_type, 1);
+        if (json_is_string(a) && strcmp(json_string_value(a), "null") == 0)
+            avro_type = b;
+        else if (json_is_string(b) && strcmp(json_string_value(b), "null") == 0)
+            avro_type = a;
+        else
+            return -1;
+    }
+    if (json_is_string(avro_type)) {
+        if (primitive_conv(json_string_value(avro_type), &t.conv) != 0)
+            return -1;
+        *out = t;
+        return 0;
+    }
+    if (!json_is_object(avro_type))
+        return -1;
+
+    const char *type = json_string_value(json_object_get(avro_type, "type"));
+    const json_t *jlt = json_object_get(avro_type, "logicalType");
+    if (!type)
+        return -1;
+    if (!jlt) {
+        if (primitive_conv(type, &t.conv) != 0)
+            return -1;
+        *out = t;
+        return 0;
+    }
+    const char *lt = json_string_value(jlt);
+    if (!lt)
+        return -1;
+
+    if (strcmp(type, "bytes") == 0 && strcmp(lt, "decimal") == 0) {
+        const json_t *jp = json_object_get(avro_type, "precision");
+        const json_t *js = json_object_get(avro_type, "scale");
+        if (!json_is_integer(jp) || (js && !json_is_integer(js)))
+            return -1;
+        json_int_t p = json_integer_value(jp), s = js ? json_integer_value(js) : 0;
+        if (p < 1 || p > NUMERIC_MAX_PRECISION || s < 0 || s > p)
+            return -1;
+        t.conv = CDC_CONV_DECIMAL;
+        t.precision = (int)p;
+        t.scale = (int)s;
+    } else if (strcmp(type, "int") == 0 && strcmp(lt, "date") == 0) {
+        t.conv = CDC_CONV_DATE;
+    } else if (strcmp(type, "long") == 0 && strcmp(lt, "time-micros") == 0) {
+        t.conv = CDC_CONV_TIME;
+    } else if (strcmp(type, "long") == 0 && strcmp(lt, "timestamp-micros") == 0) {
+        t.conv = CDC_CONV_TIMESTAMPTZ;
+    } else if (strcmp(type, "long") == 0 && strcmp(lt, "local-timestamp-micros") == 0) {
+        t.conv = CDC_CONV_TIMESTAMP;
+    } else if (strcmp(type, "string") == 0 && strcmp(lt, "uuid") == 0) {
+        t.conv = CDC_CONV_UUID;
+    } else {
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+/* ---- small parsing helpers ---------------------------------------------- */
+
+/* A bounded cursor over the (not NUL-terminated) text of one value. */
+typedef struct cursor {
+    const char *p;
+    const char *end;
+} cursor;
+
+static bool cur_eat(cursor *c, char ch)
+{
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+static bool cur_eat_str(cursor *c, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(c->end - c->p) >= n && memcmp(c->p, s, n) == 0) {
+        c->p += n;
+        return true;
+    }
+    return false;
+}
+
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+/* Between min and max decimal digits (max <= 18, so no overflow). */
+static bool cur_digits(cursor *c, int min, int max, int64_t *out, int *count)
+{
+    int64_t v = 0;
+    int n = 0;
+    while (c->p < c->end && is_digit(*c->p) && n < max) {
+        v = v * 10 + (*c->p - '0');
+        c->p++;
+        n++;
+    }
+    if (n < min || (c->p < c->end && is_digit(*c->p)))
+        return false;
+    *out = v;
+    if (count)
+        *count = n;
+    return true;
+}
+
+static bool text_is(const char *text, size_t len, const char *s)
+{
+    return strlen(s) == len && memcmp(text, s, len) == 0;
+}
+
+/* Optional '-', then 1..19 digits, nothing else; overflow-checked. */
+static bool parse_int64(const char *text, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    uint64_t v = 0, limit;
+
+    if (len > 0 && text[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == len)
+        return false;
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < len; i++) {
+        if (!is_digit(text[i]))
+            return false;
+        unsigned d = (unsigned)(text[i] - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(~v + 1) : (int64_t)v;
+    return true;
+}
+
+/* ---- calendar ------------------------------------------------------------- */
+
+/*
+ * Days since 1970-01-01 of a proleptic Gregorian date with astronomical year
+ * numbering (1 BC = year 0), after H. Hinnant's days_from_civil: shift the
+ * year to start in March so the leap day is last, then count 400-year eras.
+ */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : mdays[m - 1];
+}
+
+/*
+ * YYYY-MM-DD with four or more year digits (Postgres pads to four and
+ * prints five or more past 9999). The year is returned as written; the BC
+ * suffix comes at the very end of the value and is handled by the caller.
+ */
+static bool parse_ymd(cursor *c, int64_t *year, int *month, int *day)
+{
+    int64_t y, m, d;
+    if (!cur_digits(c, 4, 9, &y, NULL) || !cur_eat(c, '-') ||
+        !cur_digits(c, 2, 2, &m, NULL) || !cur_eat(c, '-') || !cur_digits(c, 2, 2, &d, NULL))
+        return false;
+    if (y < 1 || m < 1 || m > 12 || d < 1)
+        return false;
+    *year = y;
+    *month = (int)m;
+    *day = (int)d;
+    return true;
+}
+
+static bool ymd_to_days(int64_t year, int month, int day, bool bc, int64_t *days)
+{
+    int64_t astro = bc ? 1 - year : year;
+    if (day > days_in_month(astro, month))
+        return false;
+    *days = days_from_civil(astro, month, day);
+    return true;
+}
+
+/* HH:MM:SS[.f{1,6}] -> micros since midnight; 24:00:00 is midnight at the end
+ * of the day, which Postgres stores as 86400000000. */
+static bool parse_hms(cursor *c, int64_t *micros)
+{
+    int64_t h, mi, s, frac = 0;
+    int nfrac = 0;
+    if (!cur_digits(c, 2, 2, &h, NULL) || !cur_eat(c, ':') ||
+        !cur_digits(c, 2, 2, &mi, NULL) || !cur_eat(c, ':') || !cur_digits(c, 2, 2, &s, NULL))
+        return false;
+    if (cur_eat(c, '.') && !cur_digits(c, 1, 6, &frac, &nfrac))
+        return false;
+    for (int i = nfrac; i < 6; i++)
+        frac *= 10;
+    if (h > 24 || mi > 59 || s > 59 || (h == 24 && (mi || s || frac)))
+        return false;
+    *micros = ((h * 60 + mi) * 60 + s) * USECS_PER_SEC + frac;
+    return true;
+}
+
+/* +HH, +HH:MM or +HH:MM:SS (Postgres limits offsets to 15:59:59). */
+static bool parse_offset(cursor *c, int64_t *seconds)
+{
+    int sign;
+    int64_t h, m = 0, s = 0;
+    if (cur_eat(c, '+'))
+        sign = 1;
+    else if (cur_eat(c, '-'))
+        sign = -1;
+    else
+        return false;
+    if (!cur_digits(c, 2, 2, &h, NULL))
+        return false;
+    if (cur_eat(c, ':')) {
+        if (!cur_digits(c, 2, 2, &m, NULL))
+            return false;
+        if (cur_eat(c, ':') && !cur_digits(c, 2, 2, &s, NULL))
+            return false;
+    }
+    if (h > 15 || m > 59 || s > 59)
+        return false;
+    *seconds = sign * ((h * 60 + m) * 60 + s);
+    return true;
+}
+
+/* ---- encoders (Postgres text -> Avro) ----------------------------------- */
+
+static int encode_bool(cdc_buf *out, const char *text, size_t len, char *errstr,
+                       size_t errstr_size)
+{
+    if (text_is(text, len, "t") || text_is(text, len, "true"))
+        cdc_avro_put_bool(out, true);
+    else if (text_is(text, len, "f") || text_is(text, len, "false"))
+        cdc_avro_put_bool(out, false);
+    else
+        return bad_value(errstr, errstr_size, "boolean", text, len, "expected t or f");
+    return 0;
+}
+
+static int encode_integer(cdc_buf *out, bool is_int, const char *text, size_t len,
+                          char *errstr, size_t errstr_size)
+{
+    int64_t v;
+    const char *what = is_int ? "int" : "bigint";
+    if (!parse_int64(text, len, &v))
+        return bad_value(errstr, errstr_size, what, text, len, "not a 64-bit integer");
+    if (is_int && (v < INT32_MIN || v > INT32_MAX))
+        return bad_value(errstr, errstr_size, what, text, len, "out of range for int");
+    cdc_avro_put_long(out, v);
+    return 0;
+}
+
+/*
+ * float4/float8 text: NaN, Infinity, -Infinity, or a decimal with optional
+ * exponent. strtod/strtof alone would also take hex floats, "inf", leading
+ * blanks and "nan(...)", none of which Postgres prints, so the characters
+ * are checked first.
+ */
+static int encode_floating(cdc_buf *out, bool is_float, const char *text, size_t len,
+                           char *errstr, size_t errstr_size)
+{
+    const char *what = is_float ? "real" : "double precision";
+    char tmp[80];
+    double d = 0;
+    float f = 0;
+
+    if (text_is(text, len, "NaN")) {
+        d = NAN;
+        f = NAN;
+    } else if (text_is(text, len, "Infinity")) {
+        d = INFINITY;
+        f = INFINITY;
+    } else if (text_is(text, len, "-Infinity")) {
+        d = -INFINITY;
+        f = -INFINITY;
+    } else {
+        if (len == 0 || len >= sizeof tmp)
+            return bad_value(errstr, errstr_size, what, text, len, "bad length");
+        bool digit = false;
+        for (size_t i = 0; i < len; i++) {
+            char ch = text[i];
+            digit |= is_digit(ch);
+            if (!is_digit(ch) && ch != '-' && ch != '+' && ch != '.' && ch != 'e' && ch != 'E')
+                return bad_value(errstr, errstr_size, what, text, len, "not a number");
+        }
+        if (!digit)
+            return bad_value(errstr, errstr_size, what, text, len, "not a number");
+        memcpy(tmp, text, len);
+        tmp[len] = '\0';
+        char *endp;
+        errno = 0;
+        if (is_float)
+            f = strtof(tmp, &endp);
+        else
+            d = strtod(tmp, &endp);
+        if (endp != tmp + len)
+            return bad_value(errstr, errstr_size, what, text, len, "not a number");
+        /* Like float4in/float8in: underflow to a denormal is fine, a result
+         * of zero or infinity from a nonzero finite text is not. */
+        double r = is_float ? (double)f : d;
+        if (errno == ERANGE && (r == 0.0 || isinf(r)))
+            return bad_value(errstr, errstr_size, what, text, len, "out of range");
+    }
+    if (is_float)
+        cdc_avro_put_float(out, f);
+    else
+        cdc_avro_put_double(out, d);
+    return 0;
+}
+
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* bytea_output=hex: "\x" then two hex digits per byte. */
+static int encode_bytea(cdc_buf *out, const char *text, size_t len, char *errstr,
+                        size_t errstr_size)
+{
+    if (len < 2 || text[0] != '\\' || text[1] != 'x')
+        return bad_value(errstr, errstr_size, "bytea", text, len, "expected \\x hex format");
+    if ((len - 2) % 2 != 0)
+        return bad_value(errstr, errstr_size, "bytea", text, len, "odd number of hex digits");
+    for (size_t i = 2; i < len; i++)
+        if (hex_value(text[i]) < 0)
+            return bad_value(errstr, errstr_size, "bytea", text, len, "bad hex digit");
+
+    size_t n = (len - 2) / 2;
+    cdc_avro_put_long(out, (int64_t)n);
+    cdc_buf_reserve(out, n);
+    for (size_t i = 0; i < n; i++)
+        out->data[out->len++] =
+            (uint8_t)(hex_value(text[2 + 2 * i]) << 4 | hex_value(text[3 + 2 * i]));
+    return 0;
+}
+
+/*
+ * Arbitrary-precision unsigned integers as little-endian base-2^32 limbs:
+ * just multiply-add and divide-by-small, which is all decimal <-> binary
+ * conversion needs.
+ */
+typedef struct bigmag {
+    uint32_t *limb;
+    size_t n;
+} bigmag;
+
+static void mag_muladd(bigmag *m, uint32_t mul, uint32_t add)
+{
+    uint64_t carry = add;
+    for (size_t i = 0; i < m->n; i++) {
+        uint64_t x = (uint64_t)m->limb[i] * mul + carry;
+        m->limb[i] = (uint32_t)x;
+        carry = x >> 32;
+    }
+    if (carry)
+        m->limb[m->n++] = (uint32_t)carry; /* caller sized limb[] */
+}
+
+static uint32_t mag_divmod(bigmag *m, uint32_t div)
+{
+    uint64_t rem = 0;
+    for (size_t i = m->n; i-- > 0;) {
+        uint64_t x = (rem << 32) | m->limb[i];
+        m->limb[i] = (uint32_t)(x / div);
+        rem = x % div;
+    }
+    while (m->n > 0 && m->limb[m->n - 1] == 0)
+        m->n--;
+    return (uint32_t)rem;
+}
+
+/*
+ * Avro decimal: the unscaled integer (value * 10^scale) as big-endian two's
+ * complement in the fewest bytes that keep the sign bit right, e.g.
+ *   0 -> 00    127 -> 7F    128 -> 00 80    -1 -> FF    -129 -> FF 7F
+ */
+static void put_twos_complement(cdc_buf *out, const bigmag *m, bool neg)
+{
+    size_t nb = m->n * 4 + 1; /* one spare byte for the sign */
+    uint8_t *be = cdc_xcalloc(nb, 1);
+
+    for (size_t i = 0; i < m->n; i++)
+        for (int k = 0; k < 4; k++)
+            be[nb - 1 - (4 * i + (size_t)k)] = (uint8_t)(m->limb[i] >> (8 * k));
+    if (neg) {
+        unsigned carry = 1;
+        for (size_t i = nb; i-- > 0;) {
+            unsigned x = (uint8_t)~be[i] + carry;
+            be[i] = (uint8_t)x;
+            carry = x >> 8;
+        }
+    }
+    size_t start = 0;
+    while (nb - start > 1 &&
+           ((be[start] == 0x00 && !(be[start + 1] & 0x80)) ||
+            (be[start] == 0xff && (be[start + 1] & 0x80))))
+        start++;
+    cdc_avro_put_bytes(out, be + start, nb - start);
+    free(be);
+}
+
+/*
+ * numeric text: [-]digits[.digits], exactly as numeric_out prints it (no
+ * exponent, no '+', no blanks). Fewer fraction digits than the scale are
+ * padded; more would lose digits and are refused, as are values wider than
+ * the declared precision.
+ */
+static int encode_decimal(cdc_buf *out, const cdc_coltype *t, const char *text, size_t len,
+                          char *errstr, size_t errstr_size)
+{
+    const char *what = "numeric";
+    size_t i = 0, int_start, int_len, frac_start = 0, frac_len = 0;
+    bool neg = false;
+    int rc = -1;
+    char *digits = NULL;
+    bigmag m = {NULL, 0};
+
+    if (text_is(text, len, "NaN") || text_is(text, len, "Infinity") ||
+        text_is(text, len, "-Infinity"))
+        return bad_value(errstr, errstr_size, what, text, len,
+                         "cannot be represented as an Avro decimal");
+    if (t->precision < 1 || t->precision > NUMERIC_MAX_PRECISION || t->scale < 0 ||
+        t->scale > t->precision)
+        return set_err(errstr, errstr_size, "invalid decimal type (%d,%d)", t->precision,
+                       t->scale);
+    if (len > 0 && text[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    int_start = i;
+    while (i < len && is_digit(text[i]))
+        i++;
+    int_len = i - int_start;
+    if (i < len && text[i] == '.') {
+        frac_start = ++i;
+        while (i < len && is_digit(text[i]))
+            i++;
+        frac_len = i - frac_start;
+        if (frac_len == 0)
+            return bad_value(errstr, errstr_size, what, text, len, "no digits after '.'");
+    }
+    if (int_len == 0 || i != len)
+        return bad_value(errstr, errstr_size, what, text, len, "not a plain decimal number");
+    if (frac_len > (size_t)t->scale)
+        return bad_value(errstr, errstr_size, what, text, len,
+                         "more fraction digits than the column scale");
+
+    /* Unscaled digits: integer part without leading zeros, fraction, padding. */
+    while (int_len > 1 && text[int_start] == '0') {
+        int_start++;
+        int_len--;
+    }
+    size_t nd = int_len + (size_t)t->scale;
+    digits = cdc_xmalloc(nd + 1);
+    memcpy(digits, text + int_start, int_len);
+    if (frac_len)
+        memcpy(digits + int_len, text + frac_start, frac_len);
+    memset(digits + int_len + frac_len, '0', (size_t)t->scale - frac_len);
+
+    size_t first = 0;
+    while (first < nd - 1 && digits[first] == '0')
+        first++;
+    if (nd - first > (size_t)t->precision) {
+        bad_value(errstr, errstr_size, what, text, len, "exceeds the column precision");
+        goto done;
+    }
+
+    /* Nine decimal digits at a time fit one 32-bit multiply-add. */
+    m.limb = cdc_xcalloc(nd / 9 + 2, sizeof *m.limb);
+    for (size_t k = first; k < nd;) {
+        size_t chunk = (nd - k) % 9 ? (nd - k) % 9 : 9;
+        uint32_t v = 0, mul = 1;
+        for (size_t j = 0; j < chunk; j++, k++) {
+            v = v * 10 + (uint32_t)(digits[k] - '0');
+            mul *= 10;
+        }
+        mag_muladd(&m, mul, v);
+    }
+    put_twos_complement(out, &m, neg);
+    rc = 0;
+done:
+    free(m.limb);
+    free(digits);
+    return rc;
+}
+
+static int encode_date(cdc_buf *out, const char *text, size_t len, char *errstr,
+                       size_t errstr_size)
+{
+    cursor c = {text, text + len};
+    int64_t year, days;
+    int month, day;
+
+    if (text_is(text, len, "infinity")) {
+        cdc_avro_put_int(out, INT32_MAX);
+        return 0;
+    }
+    if (text_is(text, len, "-infinity")) {
+        cdc_avro_put_int(out, INT32_MIN);
+        return 0;
+    }
+    if (!parse_ymd(&c, &year, &month, &day))
+        return bad_value(errstr, errstr_size, "date", text, len, "expected YYYY-MM-DD [BC]");
+    bool bc = cur_eat_str(&c, " BC");
+    if (c.p != c.end)
+        return bad_value(errstr, errstr_size, "date", text, len, "trailing characters");
+    if (!ymd_to_days(year, month, day, bc, &days))
+        return bad_value(errstr, errstr_size, "date", text, len, "no such day");
+    /* The extremes stand for the infinities. */
+    if (days <= INT32_MIN || days >= INT32_MAX)
+        return bad_value(errstr, errstr_size, "date", text, len, "out of range");
+    cdc_avro_put_int(out, (int32_t)days);
+    return 0;
+}
+
+static int encode_time(cdc_buf *out, const char *text, size_t len, char *errstr,
+                       size_t errstr_size)
+{
+    cursor c = {text, text + len};
+    int64_t micros;
+    if (!parse_hms(&c, &micros) || c.p != c.end)
+        return bad_value(errstr, errstr_size, "time", text, len, "expected HH:MM:SS[.ffffff]");
+    cdc_avro_put_long(out, micros);
+    return 0;
+}
+
+/*
+ * timestamp:   YYYY-MM-DD HH:MM:SS[.ffffff][ BC]
+ * timestamptz: YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM[:SS]][ BC]
+ * Postgres puts the BC marker after the offset. The result is micros since
+ * 1970-01-01 00:00 (UTC for timestamptz: local minus the offset).
+ */
+static int encode_timestamp(cdc_buf *out, bool with_tz, const char *text, size_t len,
+                            char *errstr, size_t errstr_size)
+{
+    const char *what = with_tz ? "timestamptz" : "timestamp";
+    cursor c = {text, text + len};
+    int64_t year, days, tod, offset = 0, v;
+    int month, day;
+
+    if (text_is(text, len, "infinity")) {
+        cdc_avro_put_long(out, INT64_MAX);
+        return 0;
+    }
+    if (text_is(text, len, "-infinity")) {
+        cdc_avro_put_long(out, INT64_MIN);
+        return 0;
+    }
+    if (!parse_ymd(&c, &year, &month, &day) || !cur_eat(&c, ' ') || !parse_hms(&c, &tod))
+        return bad_value(errstr, errstr_size, what, text, len,
+                         "expected YYYY-MM-DD HH:MM:SS[.ffffff]");
+    if (with_tz && !parse_offset(&c, &offset))
+        return bad_value(errstr, errstr_size, what, text, len, "missing or bad UTC offset");
+    bool bc = cur_eat_str(&c, " BC");
+    if (c.p != c.end)
+        return bad_value(errstr, errstr_size, what, text, len, "trailing characters");
+    if (!ymd_to_days(year, month, day, bc, &days))
+        return bad_value(errstr, errstr_size, what, text, len, "no such day");
+    if (__builtin_mul_overflow(days, USECS_PER_DAY, &v) || __builtin_add_overflow(v, tod, &v) ||
+        __builtin_sub_overflow(v, offset * USECS_PER_SEC, &v) || v == INT64_MAX ||
+        v == INT64_MIN)
+        return bad_value(errstr, errstr_size, what, text, len,
+                         "out of range for 64-bit microseconds since 1970");
+    cdc_avro_put_long(out, v);
+    return 0;
+}
+
+int cdc_pgtype_encode(cdc_buf *out, const cdc_coltype *t, const char *text, size_t len,
+                      char *errstr, size_t errstr_size)
+{
+    switch (t->conv) {
+    case CDC_CONV_STRING:
+    case CDC_CONV_UUID:
+        cdc_avro_put_string(out, text, len);
+        return 0;
+    case CDC_CONV_BOOL: return encode_bool(out, text, len, errstr, errstr_size);
+    case CDC_CONV_INT: return encode_integer(out, true, text, len, errstr, errstr_size);
+    case CDC_CONV_LONG: return encode_integer(out, false, text, len, errstr, errstr_size);
+    case CDC_CONV_FLOAT: return encode_floating(out, true, text, len, errstr, errstr_size);
+    case CDC_CONV_DOUBLE: return encode_floating(out, false, text, len, errstr, errstr_size);
+    case CDC_CONV_BYTES: return encode_bytea(out, text, len, errstr, errstr_size);
+    case CDC_CONV_DECIMAL: return encode_decimal(out, t, text, len, errstr, errstr_size);
+    case CDC_CONV_DATE: return encode_date(out, text, len, errstr, errstr_size);
+    case CDC_CONV_TIME: return encode_time(out, text, len, errstr, errstr_size);
+    case CDC_CONV_TIMESTAMP:
+        return encode_timestamp(out, false, text, len, errstr, errstr_size);
+    case CDC_CONV_TIMESTAMPTZ:
+        return encode_timestamp(out, true, text, len, errstr, errstr_size);
+    }
+    return set_err(errstr, errstr_size, "unknown conversion %d", (int)t->conv);
+}
+
+/* ---- decoders (Avro -> Postgres input text) ------------------------------ */
+
+static int truncated(char *errstr, size_t errstr_size, const char *what)
+{
+    return set_err(errstr, errstr_size, "truncated or invalid Avro %s value", what);
+}
+
+/*
+ * Shortest text that reads back to the same bits, so the target stores
+ * exactly the source value; "%.17g" would do but prints 0.1 as
+ * 0.10000000000000001.
+ */
+static void put_double_text(cdc_buf *out, double v)
+{
+    char tmp[40];
+    if (isnan(v)) {
+        cdc_buf_puts(out, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        cdc_buf_puts(out, v > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    cdc_buf_puts(out, tmp);
+}
+
+static void put_float_text(cdc_buf *out, float v)
+{
+    char tmp[40];
+    if (isnan(v)) {
+        cdc_buf_puts(out, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        cdc_buf_puts(out, v > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+        if (strtof(tmp, NULL) == v)
+            break;
+    }
+    cdc_buf_puts(out, tmp);
+}
+
+/* YYYY-MM-DD with the year as Postgres prints it; returns whether it is BC. */
+static bool put_date_text(cdc_buf *out, int64_t days)
+{
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    bool bc = y <= 0;
+    cdc_buf_printf(out, "%04" PRId64 "-%02d-%02d", bc ? 1 - y : y, m, d);
+    return bc;
+}
+
+/* HH:MM:SS plus the fraction without trailing zeros, as Postgres prints it. */
+static void put_time_text(cdc_buf *out, int64_t micros)
+{
+    int64_t secs = micros / USECS_PER_SEC;
+    int frac = (int)(micros % USECS_PER_SEC);
+    cdc_buf_printf(out, "%02d:%02d:%02d", (int)(secs / 3600), (int)(secs / 60 % 60),
+                   (int)(secs % 60));
+    if (frac) {
+        char f[8];
+        snprintf(f, sizeof f, "%06d", frac);
+        for (int i = 5; i > 0 && f[i] == '0'; i--)
+            f[i] = '\0';
+        cdc_buf_printf(out, ".%s", f);
+    }
+}
+
+static int decode_decimal(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
+                          const uint8_t *end, char *errstr, size_t errstr_size)
+{
+    const uint8_t *q = *p, *data;
+    size_t len;
+    int rc = -1;
+    uint8_t *mag_be = NULL;
+    bigmag m = {NULL, 0};
+    cdc_buf dec = {0};
+
+    if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
+        return truncated(errstr, errstr_size, "decimal");
+    if (len == 0)
+        return set_err(errstr, errstr_size, "Avro decimal with no bytes");
+    if (len > DECIMAL_MAX_BYTES)
+        return set_err(errstr, errstr_size, "Avro decimal of %zu bytes is too large", len);
+
+    /* Magnitude of the two's complement value, still big-endian. */
+    bool neg = data[0] & 0x80;
+    mag_be = cdc_xmalloc(len);
+    memcpy(mag_be, data, len);
+    if (neg) {
+        unsigned carry = 1;
+        for (size_t i = len; i-- > 0;) {
+            unsigned x = (uint8_t)~mag_be[i] + carry;
+            mag_be[i] = (uint8_t)x;
+            carry = x >> 8;
+        }
+    }
+    m.limb = cdc_xcalloc(len / 4 + 1, sizeof *m.limb);
+    for (size_t i = 0; i < len; i++)
+        m.limb[i / 4] |= (uint32_t)mag_be[len - 1 - i] << (8 * (i % 4));
+    m.n = len / 4 + 1;
+    while (m.n > 0 && m.limb[m.n - 1] == 0)
+        m.n--;
+
+    /* Base 10^9 chunks, least significant first, then printed reversed. */
+    uint32_t chunks[DECIMAL_MAX_BYTES / 3 + 2];
+    size_t nc = 0;
+    do {
+        chunks[nc++] = mag_divmod(&m, 1000000000u);
+    } while (m.n > 0);
+    cdc_buf_printf(&dec, "%" PRIu32, chunks[nc - 1]);
+    for (size_t i = nc - 1; i-- > 0;)
+        cdc_buf_printf(&dec, "%09" PRIu32, chunks[i]);
+
+    size_t nd = dec.len, scale = (size_t)t->scale;
+    bool zero = nd == 1 && dec.data[0] == '0';
+    if (!zero && t->precision > 0 && nd > (size_t)t->precision) {
+        set_err(errstr, errstr_size, "Avro decimal has %zu digits, more than precision %d", nd,
+                t->precision);
+        goto done;
+    }
+    if (neg && !zero)
+        cdc_buf_putc(out, '-');
+    if (nd <= scale) {
+        cdc_buf_puts(out, "0.");
+        for (size_t i = nd; i < scale; i++)
+            cdc_buf_putc(out, '0');
+        cdc_buf_append(out, dec.data, nd);
+    } else {
+        cdc_buf_append(out, dec.data, nd - scale);
+        if (scale) {
+            cdc_buf_putc(out, '.');
+            cdc_buf_append(out, dec.data + nd - scale, scale);
+        }
+    }
+    *p = q;
+    rc = 0;
+done:
+    cdc_buf_free(&dec);
+    free(m.limb);
+    free(mag_be);
+    return rc;
+}
+
+static int decode_bytes_like(cdc_buf *out, cdc_conv conv, const uint8_t **p, const uint8_t *end,
+                             char *errstr, size_t errstr_size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *q = *p, *data;
+    size_t len;
+
+    if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
+        return truncated(errstr, errstr_size, conv == CDC_CONV_BYTES ? "bytes" : "string");
+    if (conv == CDC_CONV_BYTES) {
+        cdc_buf_reserve(out, 2 + 2 * len);
+        cdc_buf_puts(out, "\\x");
+        for (size_t i = 0; i < len; i++) {
+            out->data[out->len++] = (uint8_t)hex[data[i] >> 4];
+            out->data[out->len++] = (uint8_t)hex[data[i] & 0xf];
+        }
+    } else {
+        /* Postgres text cannot hold NUL; passing it on would truncate the
+         * value silently in a C-string API. */
+        if (memchr(data, '\0', len))
+            return set_err(errstr, errstr_size, "Avro string contains a NUL byte");
+        cdc_buf_append(out, data, len);
+    }
+    *p = q;
+    return 0;
+}
+
+int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
+                           const uint8_t *end, char *errstr, size_t errstr_size)
+{
+    const uint8_t *q = *p;
+    int64_t l;
+    int32_t i;
+    bool b;
+    float f;
+    double d;
+
+    switch (t->conv) {
+    case CDC_CONV_STRING:
+    case CDC_CONV_UUID:
+    case CDC_CONV_BYTES:
+        return decode_bytes_like(out, t->conv, p, end, errstr, errstr_size);
+    case CDC_CONV_DECIMAL:
+        return decode_decimal(out, t, p, end, errstr, errstr_size);
+    case CDC_CONV_BOOL:
+        if (cdc_avro_get_bool(&q, end, &b) != 0)
+            return truncated(errstr, errstr_size, "boolean");
+        cdc_buf_putc(out, b ? 't' : 'f');
+        break;
+    case CDC_CONV_INT:
+        if (cdc_avro_get_int(&q, end, &i) != 0)
+            return truncated(errstr, errstr_size, "int");
+        cdc_buf_printf(out, "%" PRId32, i);
+        break;
+    case CDC_CONV_LONG:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "long");
+        cdc_buf_printf(out, "%" PRId64, l);
+        break;
+    case CDC_CONV_FLOAT:
+        if (cdc_avro_get_float(&q, end, &f) != 0)
+            return truncated(errstr, errstr_size, "float");
+        put_float_text(out, f);
+        break;
+    case CDC_CONV_DOUBLE:
+        if (cdc_avro_get_double(&q, end, &d) != 0)
+            return truncated(errstr, errstr_size, "double");
+        put_double_text(out, d);
+        break;
+    case CDC_CONV_DATE:
+        if (cdc_avro_get_int(&q, end, &i) != 0)
+            return truncated(errstr, errstr_size, "date");
+        if (i == INT32_MAX)
+            cdc_buf_puts(out, "infinity");
+        else if (i == INT32_MIN)
+            cdc_buf_puts(out, "-infinity");
+        else if (put_date_text(out, i))
+            cdc_buf_puts(out, " BC");
+        break;
+    case CDC_CONV_TIME:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "time-micros");
+        if (l < 0 || l > USECS_PER_DAY)
+            return set_err(errstr, errstr_size, "time-micros %" PRId64 " outside 00:00..24:00",
+                           l);
+        put_time_text(out, l);
+        break;
+    case CDC_CONV_TIMESTAMP:
+    case CDC_CONV_TIMESTAMPTZ:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "timestamp");
+        if (l == INT64_MAX) {
+            cdc_buf_puts(out, "infinity");
+        } else if (l == INT64_MIN) {
+            cdc_buf_puts(out, "-infinity");
+        } else {
+            int64_t days = l / USECS_PER_DAY, tod = l % USECS_PER_DAY;
+            if (tod < 0) {
+                tod += USECS_PER_DAY;
+                days--;
+            }
+            bool bc = put_date_text(out, days);
+            cdc_buf_putc(out, ' ');
+            put_time_text(out, tod);
+            /* An explicit +00 pins the instant whatever the target's
+             * TimeZone; Postgres wants BC after the offset. */
+            if (t->conv == CDC_CONV_TIMESTAMPTZ)
+                cdc_buf_puts(out, "+00");
+            if (bc)
+                cdc_buf_puts(out, " BC");
+        }
+        break;
+    default:
+        return set_err(errstr, errstr_size, "unknown conversion %d", (int)t->conv);
+    }
+    *p = q;
+    return 0;
+}

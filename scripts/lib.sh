@@ -1,0 +1,72 @@
+# Shared shell helpers for scripts/demo and bench/: a throw-away PostgreSQL
+# cluster and cdc-devbroker. Source it; it defines functions only.
+
+PG_BIN="${CDC_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+
+# Run a command as the postgres user when we are root (initdb refuses root).
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+# pg_start DIR PORT [extra postgresql.conf lines...]: initdb + start, logical WAL.
+pg_start() {
+    local dir=$1 port=$2
+    shift 2
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
+    {
+        echo "wal_level = logical"
+        echo "max_replication_slots = 20"
+        echo "max_wal_senders = 20"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "port = $port"
+        echo "unix_socket_directories = '$dir'"
+        echo "fsync = off"
+        echo "synchronous_commit = off"
+        echo "full_page_writes = off"
+        echo "shared_buffers = 256MB"
+        echo "max_wal_size = 4GB"
+        echo "logical_decoding_work_mem = 256MB"
+        for line in "$@"; do echo "$line"; done
+    } >>"$dir/data/postgresql.conf"
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
+}
+
+pg_stop() {
+    local dir=$1
+    [ -f "$dir/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Peak resident set size of a running process in MiB.
+peak_rss_mib() {
+    awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
+}
+
+# devbroker_start BIN LOGFILE: starts cdc-devbroker; sets DEVBROKER_PID and
+# DEVBROKER_ADDR. Its stdin is a FIFO kept open on fd 9.
+devbroker_start() {
+    local bin=$1 log=$2 fifo
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    "$bin" <"$fifo" >"$log.out" 2>"$log" &
+    DEVBROKER_PID=$!
+    exec 9>"$fifo"
+    rm -f "$fifo"
+    for _ in $(seq 1 100); do
+        DEVBROKER_ADDR=$(head -n 1 "$log.out" 2>/dev/null || true)
+        [ -n "$DEVBROKER_ADDR" ] && return 0
+        sleep 0.1
+    done
+    echo "cdc-devbroker did not start; see $log" >&2
+    return 1
+}

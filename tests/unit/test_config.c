@@ -1,0 +1,196 @@
+/* Configuration parsing: defaults, file, overrides, errors naming the key. */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture.h"
+#include "cdc/log.h"
+
+static cdc_cfg_result load(capture_config *cfg, char *err, size_t n, int argc, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, argc);
+    argv[0] = "cdc-capture";
+    for (int i = 1; i <= argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc + 1] = NULL;
+    memset(cfg, 0, sizeof *cfg);
+    return capture_config_load(cfg, argc + 1, argv, err, n);
+}
+
+Test(config, defaults_apply_when_only_required_keys_given)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 4, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=127.0.0.1:9092"),
+                 CDC_CFG_OK, "%s", err);
+    cr_assert_str_eq(cfg.topic_prefix, "cdc");
+    cr_assert_str_eq(cfg.slot_name, "cdc");
+    cr_assert_str_eq(cfg.publication_name, "cdc");
+    cr_assert_str_eq(cfg.tables, "");
+    cr_assert_eq(cfg.topic_partitions, 1);
+    cr_assert_eq(cfg.topic_replication_factor, -1);
+    cr_assert_eq(cfg.status_interval_ms, 10000);
+    cr_assert_str_eq(cdc_kv_get(&cfg.kafka, "bootstrap.servers"), "127.0.0.1:9092");
+    capture_config_free(&cfg);
+}
+
+Test(config, missing_required_key_is_named)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "kafka.bootstrap.servers=x:1"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "source.conninfo") != NULL, "%s", err);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "source.conninfo=dbname=x"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "kafka.bootstrap.servers") != NULL, "%s", err);
+    capture_config_free(&cfg);
+}
+
+Test(config, unknown_key_is_named)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=x:1", "-s", "slot.nmae=foo"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "slot.nmae") != NULL, "%s", err);
+    capture_config_free(&cfg);
+}
+
+Test(config, unknown_kafka_property_is_rejected_by_librdkafka)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=x:1", "-s", "kafka.no.such.property=1"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "kafka.no.such.property") != NULL, "%s", err);
+    capture_config_free(&cfg);
+}
+
+Test(config, bad_values_are_named)
+{
+    capture_config cfg;
+    char err[512];
+    const char *bad[] = {"topic.partitions=zero", "topic.partitions=0", "slot.name=Bad-Name",
+                         "topic.prefix=a/b", "log.level=loud", "tables=a.b,",
+                         "source.conninfo=host='unterminated"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(strchr(bad[i], '=') - bad[i]), bad[i]);
+        cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                          "kafka.bootstrap.servers=x:1", "-s", bad[i]),
+                     CDC_CFG_ERROR, "%s accepted", bad[i]);
+        cr_assert(strncmp(err, key, strlen(key)) == 0, "error for %s: %s", bad[i], err);
+        capture_config_free(&cfg);
+    }
+}
+
+Test(config, file_is_read_and_command_line_overrides_it)
+{
+    char path[] = "/tmp/cdc-config-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# a comment\n\nsource.conninfo = host=db dbname=pay password=s3cret\n"
+               "kafka.bootstrap.servers=k:9092\n  topic.prefix = fromfile \n"
+               "slot.name = fileslot\nkafka.linger.ms = 7\n");
+    fclose(f);
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 4, "-s", "slot.name=cli", "-c", path), CDC_CFG_OK,
+                 "%s", err);
+    cr_assert_str_eq(cfg.source_conninfo, "host=db dbname=pay password=s3cret");
+    cr_assert_str_eq(cfg.topic_prefix, "fromfile");
+    cr_assert_str_eq(cfg.slot_name, "cli");
+    cr_assert_str_eq(cdc_kv_get(&cfg.kafka, "linger.ms"), "7");
+    capture_config_free(&cfg);
+    unlink(path);
+}
+
+Test(config, file_errors_name_line_and_key)
+{
+    char path[] = "/tmp/cdc-config-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "source.conninfo = dbname=x\nno equals sign here\n");
+    fclose(f);
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-c", path), CDC_CFG_ERROR);
+    cr_assert(strstr(err, ":2:") != NULL, "%s", err);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-c", "/nonexistent/cdc.conf"), CDC_CFG_ERROR);
+    cr_assert(strstr(err, "/nonexistent/cdc.conf") != NULL, "%s", err);
+    capture_config_free(&cfg);
+    unlink(path);
+}
+
+Test(config, unknown_option_and_missing_argument)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 1, "--frobnicate"), CDC_CFG_ERROR);
+    cr_assert(strstr(err, "--frobnicate") != NULL, "%s", err);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 1, "-s"), CDC_CFG_ERROR);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "novalue"), CDC_CFG_ERROR);
+    capture_config_free(&cfg);
+}
+
+Test(config, help_lists_every_key, .init = cr_redirect_stdout)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 1, "--help"), CDC_CFG_EXIT_OK);
+    capture_config_free(&cfg);
+    fflush(stdout);
+    FILE *out = cr_get_redirected_stdout();
+    char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, out);
+    text[n] = '\0';
+    for (const cdc_cfg_key *k = capture_config_spec.keys; k->name; k++)
+        cr_assert(strstr(text, k->name) != NULL, "--help lacks %s", k->name);
+    cr_assert(strstr(text, "kafka.bootstrap.servers") != NULL);
+}
+
+Test(config, tables_are_quoted_identifiers)
+{
+    char err[256];
+    char *s = capture_tables_sql("public.accounts, ledger", err, sizeof err);
+    cr_assert_str_eq(s, "\"public\".\"accounts\", \"public\".\"ledger\"");
+    free(s);
+    s = capture_tables_sql("\"My Schema\".\"we\"\"ird.t\",Upper.Case", err, sizeof err);
+    cr_assert_str_eq(s, "\"My Schema\".\"we\"\"ird.t\", \"Upper\".\"Case\"");
+    free(s);
+    cr_assert_null(capture_tables_sql("a.\"unterminated", err, sizeof err));
+    cr_assert_null(capture_tables_sql("a.b c", err, sizeof err));
+}
+
+Test(redact, passwords_never_survive)
+{
+    char out[512];
+    cdc_redact_conninfo("host=db password=s3cret user=u", out, sizeof out);
+    cr_assert_str_eq(out, "host=db password=******** user=u");
+    cdc_redact_conninfo("host=db password = 'se cr\\'et' user=u", out, sizeof out);
+    cr_assert(strstr(out, "se cr") == NULL && strstr(out, "user=u") != NULL, "%s", out);
+    cdc_redact_conninfo("postgresql://alice:s3cret@db:5432/pay?sslmode=require", out,
+                        sizeof out);
+    cr_assert_str_eq(out, "postgresql://alice:********@db:5432/pay?sslmode=require");
+    cdc_redact_conninfo("postgres://db/pay?user=a&password=s3cret&sslmode=verify-full", out,
+                        sizeof out);
+    cr_assert(strstr(out, "s3cret") == NULL, "%s", out);
+    cr_assert(strstr(out, "sslmode=verify-full") != NULL, "%s", out);
+    cdc_redact_conninfo("PASSWORD=abc", out, sizeof out);
+    cr_assert(strstr(out, "abc") == NULL, "%s", out);
+}
