@@ -65,7 +65,7 @@ END \$\$;
 SQL
 echo "loading $ROWS rows in transactions of $TXN rows..."
 "${PSQL[@]}" -c "CALL load($ROWS, $TXN)"
-END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_lsn()")
+END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
 echo "load done, WAL end $END_LSN"
 
 now() { date +%s.%N; }

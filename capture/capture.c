@@ -551,6 +551,9 @@ static stream_result stream(capture *c)
             if (cd.wal_end > c->received_lsn)
                 c->received_lsn = cd.wal_end;
             c->keepalive_lsn = cd.wal_end;
+            cdc_debug("keepalive: server WAL end " CDC_LSN_FMT "%s, in transaction: %d, idle: %d",
+                      CDC_LSN_ARGS(cd.wal_end), cd.reply_requested ? " (reply requested)" : "",
+                      c->in_txn, tracker_idle(&c->tr));
             if (cd.reply_requested) {
                 advance_flush(c);
                 if (send_status(c, false) != 0) {

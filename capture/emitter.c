@@ -44,7 +44,6 @@ struct emitter {
     tracker *tr;
     rd_kafka_t *rk;
     char *schemas_topic;
-    bool admin_unsupported;
     bool schemas_topic_ready;
     uint64_t *published; /* fingerprints known to be in the schemas topic */
     size_t npublished;
@@ -231,12 +230,45 @@ static known_topic *find_topic(emitter *em, const char *name)
 }
 
 /*
+ * Whether the cluster can create topics, learnt once per process: 0 not
+ * known yet, 1 yes, -1 no. CreateTopics goes to the controller named in the
+ * metadata; librdkafka's mock cluster (cdc-devbroker) names a broker id that
+ * does not exist, so there the request could only time out.
+ */
+static int admin_state;
+#define ADMIN_TIMEOUT_MS 30000
+
+static void probe_admin(emitter *em)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    while (rd_kafka_metadata(em->rk, 0, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!wait_step(em))
+            return;
+    }
+    int32_t controller = rd_kafka_controllerid(em->rk, 0);
+    bool known = false;
+    for (int i = 0; i < md->broker_cnt; i++)
+        if (md->brokers[i].id == controller)
+            known = true;
+    rd_kafka_metadata_destroy(md);
+    if (known) {
+        admin_state = 1;
+    } else {
+        admin_state = -1;
+        cdc_info("the Kafka cluster names no reachable controller, so it cannot create "
+                 "topics (cdc-devbroker); topics are created by broker auto-creation");
+    }
+}
+
+/*
  * CreateTopics through the Admin API. Returns false if the broker does not
  * support it (cdc-devbroker): the caller then relies on auto-creation.
  */
 static bool create_topic(emitter *em, const char *name, int partitions, bool compact)
 {
-    if (em->admin_unsupported)
+    if (admin_state == 0)
+        probe_admin(em);
+    if (admin_state < 0)
         return false;
     char err[512];
     rd_kafka_NewTopic_t *nt =
@@ -249,7 +281,7 @@ static bool create_topic(emitter *em, const char *name, int partitions, bool com
         rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
     rd_kafka_queue_t *q = rd_kafka_queue_new(em->rk);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(em->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(ao, 30000, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(ao, ADMIN_TIMEOUT_MS, err, sizeof err);
     rd_kafka_CreateTopics(em->rk, &nt, 1, ao, q);
     rd_kafka_event_t *ev = NULL;
     while (!(ev = rd_kafka_queue_poll(q, 100))) {
@@ -261,10 +293,10 @@ static bool create_topic(emitter *em, const char *name, int partitions, bool com
         rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
         if (e == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
             e == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION || e == RD_KAFKA_RESP_ERR_INVALID_REQUEST) {
-            em->admin_unsupported = true;
-            cdc_info("the Kafka broker does not support CreateTopics (%s); topics are "
+            admin_state = -1;
+            cdc_info("the Kafka cluster does not support CreateTopics (%s); topics are "
                      "created by broker auto-creation",
-                     rd_kafka_err2name(e));
+                     rd_kafka_event_error_string(ev));
         } else if (e) {
             cdc_warn("creating topic %s: %s; relying on auto-creation", name,
                      rd_kafka_event_error_string(ev));

@@ -30,10 +30,10 @@ typedef enum emit_status {
 
 typedef struct emitter_opts {
     const char *topic_prefix;
-    const char *db;                /* source database name (source.db) */
-    const cdc_kv_list *kafka;      /* user's kafka.* settings */
+    const char *db;           /* source database name (source.db) */
+    const cdc_kv_list *kafka; /* user's kafka.* settings */
     int topic_partitions;
-    int topic_replication_factor;  /* -1 = broker default */
+    int topic_replication_factor; /* -1 = broker default */
     volatile sig_atomic_t *stop;
     void (*idle_cb)(void *opaque);
     void *idle_opaque;

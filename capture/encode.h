@@ -24,13 +24,13 @@
 
 /* Position of one event (see the event contract in README.md). */
 typedef struct event_ctx {
-    uint64_t seq;          /* tracker entry of the transaction */
+    uint64_t seq; /* tracker entry of the transaction */
     uint64_t commit_lsn;
-    int64_t commit_ms;     /* commit time, ms since the Unix epoch */
+    int64_t commit_ms; /* commit time, ms since the Unix epoch */
     uint32_t xid;
-    uint64_t lsn;          /* LSN of the change record */
-    int64_t ordinal;       /* ordinal of the next event in the transaction */
-    const char *snapshot;  /* "false" when streaming */
+    uint64_t lsn;         /* LSN of the change record */
+    int64_t ordinal;      /* ordinal of the next event in the transaction */
+    const char *snapshot; /* "false" when streaming */
 } event_ctx;
 
 /* Reusable output buffers; `prefix` and `db` are borrowed. */
@@ -49,8 +49,7 @@ void encoder_free(encoder *e);
 /* Check a tuple has the relation's column count. */
 int encode_check_tuple(const relation *r, const pgo_tuple *t, char *errstr, size_t errstr_size);
 /* Key of `t` into e->key. Fails if a key column has no value. */
-int encode_key(encoder *e, const relation *r, const pgo_tuple *t, char *errstr,
-               size_t errstr_size);
+int encode_key(encoder *e, const relation *r, const pgo_tuple *t, char *errstr, size_t errstr_size);
 /* Envelope into e->value; op is 'c','u','d','t' or 'r'; now_ms fills ts_ms. */
 int encode_envelope(encoder *e, const relation *r, char op, const pgo_tuple *before,
                     const pgo_tuple *after, const event_ctx *ctx, int64_t now_ms, char *errstr,

@@ -48,8 +48,8 @@ typedef struct cursor {
     size_t errstr_size;
 } cursor;
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *errstr, size_t errstr_size,
+                                                      const char *fmt, ...)
 {
     if (errstr && errstr_size) {
         va_list ap;
@@ -60,8 +60,7 @@ static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
     return -1;
 }
 
-__attribute__((format(printf, 2, 3)))
-static bool cur_fail(cursor *c, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static bool cur_fail(cursor *c, const char *fmt, ...)
 {
     char detail[160];
     va_list ap;
@@ -76,8 +75,7 @@ static bool cur_need(cursor *c, size_t n, const char *field)
 {
     if (c->left >= n)
         return true;
-    return cur_fail(c, "truncated reading %s (need %zu bytes, %zu left)",
-                    field, n, c->left);
+    return cur_fail(c, "truncated reading %s (need %zu bytes, %zu left)", field, n, c->left);
 }
 
 static bool cur_u8(cursor *c, uint8_t *v, const char *field)
@@ -104,8 +102,8 @@ static bool cur_u32(cursor *c, uint32_t *v, const char *field)
 {
     if (!cur_need(c, 4, field))
         return false;
-    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 |
-         (uint32_t)c->p[2] << 8 | (uint32_t)c->p[3];
+    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 |
+         (uint32_t)c->p[3];
     c->p += 4;
     c->left -= 4;
     return true;
@@ -140,11 +138,9 @@ static bool cur_len(cursor *c, uint32_t *v, const char *field)
     if (!cur_u32(c, v, field))
         return false;
     if (*v > INT32_MAX)
-        return cur_fail(c, "negative %s %" PRId64, field,
-                        (int64_t)*v - (INT64_C(1) << 32));
+        return cur_fail(c, "negative %s %" PRId64, field, (int64_t)*v - (INT64_C(1) << 32));
     if (*v > c->left)
-        return cur_fail(c, "%s %" PRIu32 " exceeds the %zu bytes left",
-                        field, *v, c->left);
+        return cur_fail(c, "%s %" PRIu32 " exceeds the %zu bytes left", field, *v, c->left);
     return true;
 }
 
@@ -193,19 +189,18 @@ static bool zero_flags(cursor *c, uint8_t *flags)
  * 'w' XLogData   Int64 dataStart, Int64 walEnd, Int64 sendTime, Byte[] data
  * 'k' Keepalive  Int64 walEnd, Int64 sendTime, Byte1 replyRequested
  */
-int pgo_parse_copydata(const uint8_t *buf, size_t len, pgo_copydata *out,
-                       char *errstr, size_t errstr_size)
+int pgo_parse_copydata(const uint8_t *buf, size_t len, pgo_copydata *out, char *errstr,
+                       size_t errstr_size)
 {
     memset(out, 0, sizeof *out);
     if (len == 0)
         return fail(errstr, errstr_size, "empty CopyData message");
-    cursor c = { buf + 1, len - 1, NULL, errstr, errstr_size };
+    cursor c = {buf + 1, len - 1, NULL, errstr, errstr_size};
     out->kind = (char)buf[0];
     switch (buf[0]) {
     case 'w':
         c.what = "XLogData";
-        if (!cur_u64(&c, &out->wal_start, "dataStart") ||
-            !cur_u64(&c, &out->wal_end, "walEnd") ||
+        if (!cur_u64(&c, &out->wal_start, "dataStart") || !cur_u64(&c, &out->wal_end, "walEnd") ||
             !cur_i64(&c, &out->send_time, "sendTime"))
             return -1;
         out->payload = c.p;
@@ -214,20 +209,17 @@ int pgo_parse_copydata(const uint8_t *buf, size_t len, pgo_copydata *out,
     case 'k': {
         uint8_t reply;
         c.what = "primary keepalive";
-        if (!cur_u64(&c, &out->wal_end, "walEnd") ||
-            !cur_i64(&c, &out->send_time, "sendTime") ||
+        if (!cur_u64(&c, &out->wal_end, "walEnd") || !cur_i64(&c, &out->send_time, "sendTime") ||
             !cur_u8(&c, &reply, "replyRequested") || !cur_end(&c))
             return -1;
         if (reply > 1)
-            return fail(errstr, errstr_size,
-                        "primary keepalive: replyRequested is %u, not 0 or 1",
+            return fail(errstr, errstr_size, "primary keepalive: replyRequested is %u, not 0 or 1",
                         reply);
         out->reply_requested = reply == 1;
         return 0;
     }
     default:
-        return fail(errstr, errstr_size,
-                    "unknown CopyData message type 0x%02x", buf[0]);
+        return fail(errstr, errstr_size, "unknown CopyData message type 0x%02x", buf[0]);
     }
 }
 
@@ -243,9 +235,8 @@ static uint8_t *put_u64(uint8_t *p, uint64_t v)
  * 'r' Standby status update  Int64 written, Int64 flushed, Int64 applied,
  *                            Int64 sendTime, Byte1 replyRequested
  */
-size_t pgo_build_status(uint8_t out[PGO_STATUS_LEN], uint64_t written,
-                        uint64_t flushed, uint64_t applied, int64_t send_time,
-                        bool reply_requested)
+size_t pgo_build_status(uint8_t out[PGO_STATUS_LEN], uint64_t written, uint64_t flushed,
+                        uint64_t applied, int64_t send_time, bool reply_requested)
 {
     uint64_t ts;
     memcpy(&ts, &send_time, sizeof ts);
@@ -264,8 +255,7 @@ int64_t pgo_now(void)
     struct timespec ts;
     /* CLOCK_REALTIME cannot fail with a valid clock id and pointer. */
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((int64_t)ts.tv_sec - PG_EPOCH_OFFSET_S) * INT64_C(1000000) +
-           (int64_t)ts.tv_nsec / 1000;
+    return ((int64_t)ts.tv_sec - PG_EPOCH_OFFSET_S) * INT64_C(1000000) + (int64_t)ts.tv_nsec / 1000;
 }
 
 /* ---- parser state ---- */
@@ -317,8 +307,7 @@ static bool read_tuple(cursor *c, pgo_tuple *t, pgo_value **vals, size_t *cap)
         return false;
     /* Every column takes at least its kind byte: refuse before allocating. */
     if (t->ncols > c->left)
-        return cur_fail(c, "tuple of %u columns does not fit in %zu bytes",
-                        t->ncols, c->left);
+        return cur_fail(c, "tuple of %u columns does not fit in %zu bytes", t->ncols, c->left);
     *vals = grow(*vals, cap, t->ncols, sizeof **vals);
     t->values = *vals;
     for (uint16_t i = 0; i < t->ncols; i++) {
@@ -341,8 +330,7 @@ static bool read_tuple(cursor *c, pgo_tuple *t, pgo_value **vals, size_t *cap)
             v->data = (const char *)data;
             break;
         default:
-            return cur_fail(c, "unknown tuple value kind 0x%02x in column %u",
-                            kind, i);
+            return cur_fail(c, "unknown tuple value kind 0x%02x in column %u", kind, i);
         }
     }
     return true;
@@ -356,10 +344,8 @@ static bool read_tuple(cursor *c, pgo_tuple *t, pgo_value **vals, size_t *cap)
 static bool read_relation(pgo_parser *p, cursor *c, pgo_msg *m)
 {
     uint8_t ident;
-    if (!cur_u32(c, &m->relid, "relid") ||
-        !cur_str(c, &m->nspname, "namespace") ||
-        !cur_str(c, &m->relname, "relation name") ||
-        !cur_u8(c, &ident, "replica identity") ||
+    if (!cur_u32(c, &m->relid, "relid") || !cur_str(c, &m->nspname, "namespace") ||
+        !cur_str(c, &m->relname, "relation name") || !cur_u8(c, &ident, "replica identity") ||
         !cur_u16(c, &m->ncols, "column count"))
         return false;
     if (ident != 'd' && ident != 'n' && ident != 'f' && ident != 'i')
@@ -367,21 +353,17 @@ static bool read_relation(pgo_parser *p, cursor *c, pgo_msg *m)
     m->replident = (char)ident;
     /* flags + empty name + OID + typmod = 10 bytes at least per column */
     if (m->ncols > c->left / 10)
-        return cur_fail(c, "%u columns do not fit in %zu bytes", m->ncols,
-                        c->left);
+        return cur_fail(c, "%u columns do not fit in %zu bytes", m->ncols, c->left);
     p->cols = grow(p->cols, &p->cols_cap, m->ncols, sizeof *p->cols);
     m->cols = p->cols;
     for (uint16_t i = 0; i < m->ncols; i++) {
         pgo_relcol *col = &m->cols[i];
         uint32_t typmod;
-        if (!cur_u8(c, &col->flags, "column flags") ||
-            !cur_str(c, &col->name, "column name") ||
-            !cur_u32(c, &col->type_oid, "column type OID") ||
-            !cur_u32(c, &typmod, "column typmod"))
+        if (!cur_u8(c, &col->flags, "column flags") || !cur_str(c, &col->name, "column name") ||
+            !cur_u32(c, &col->type_oid, "column type OID") || !cur_u32(c, &typmod, "column typmod"))
             return false;
         if (col->flags & ~1u)
-            return cur_fail(c, "unknown flags 0x%02x on column %u",
-                            col->flags, i);
+            return cur_fail(c, "unknown flags 0x%02x on column %u", col->flags, i);
         memcpy(&col->typmod, &typmod, sizeof col->typmod);
     }
     return true;
@@ -400,11 +382,9 @@ static bool read_update(pgo_parser *p, cursor *c, pgo_msg *m)
             !cur_u8(c, &sub, "new tuple marker"))
             return false;
         if (sub != 'N')
-            return cur_fail(c, "expected 'N' after the old tuple, got 0x%02x",
-                            sub);
+            return cur_fail(c, "expected 'N' after the old tuple, got 0x%02x", sub);
     } else if (sub != 'N') {
-        return cur_fail(c, "expected 'K', 'O' or 'N' after relid, got 0x%02x",
-                        sub);
+        return cur_fail(c, "expected 'K', 'O' or 'N' after relid, got 0x%02x", sub);
     }
     return read_tuple(c, &m->new_tuple, &p->newvals, &p->newvals_cap);
 }
@@ -413,16 +393,14 @@ static bool read_update(pgo_parser *p, cursor *c, pgo_msg *m)
  *               identity), nrels x Int32 relid */
 static bool read_truncate(pgo_parser *p, cursor *c, pgo_msg *m)
 {
-    if (!cur_u32(c, &m->nrelids, "relation count") ||
-        !cur_u8(c, &m->flags, "options"))
+    if (!cur_u32(c, &m->nrelids, "relation count") || !cur_u8(c, &m->flags, "options"))
         return false;
     if (m->nrelids > INT32_MAX)
         return cur_fail(c, "negative relation count");
     if (m->flags & ~3u)
         return cur_fail(c, "unknown options 0x%02x", m->flags);
     if (m->nrelids > c->left / 4)
-        return cur_fail(c, "%" PRIu32 " relids do not fit in %zu bytes",
-                        m->nrelids, c->left);
+        return cur_fail(c, "%" PRIu32 " relids do not fit in %zu bytes", m->nrelids, c->left);
     p->relids = grow(p->relids, &p->relids_cap, m->nrelids, sizeof *p->relids);
     m->relids = p->relids;
     for (uint32_t i = 0; i < m->nrelids; i++)
@@ -436,8 +414,7 @@ static bool read_truncate(pgo_parser *p, cursor *c, pgo_msg *m)
 static bool read_message(cursor *c, pgo_msg *m)
 {
     if (!cur_u8(c, &m->flags, "flags") || !cur_u64(c, &m->lsn, "LSN") ||
-        !cur_str(c, &m->name, "prefix") ||
-        !cur_len(c, &m->content_len, "content length") ||
+        !cur_str(c, &m->name, "prefix") || !cur_len(c, &m->content_len, "content length") ||
         !cur_bytes(c, m->content_len, &m->content, "content"))
         return false;
     if (m->flags & ~1u)
@@ -463,26 +440,46 @@ static bool read_prepare_like(cursor *c, pgo_msg *m, bool has_flags)
 static const char *msg_name(uint8_t type)
 {
     switch (type) {
-    case 'B': return "pgoutput Begin";
-    case 'C': return "pgoutput Commit";
-    case 'O': return "pgoutput Origin";
-    case 'R': return "pgoutput Relation";
-    case 'Y': return "pgoutput Type";
-    case 'I': return "pgoutput Insert";
-    case 'U': return "pgoutput Update";
-    case 'D': return "pgoutput Delete";
-    case 'T': return "pgoutput Truncate";
-    case 'M': return "pgoutput Message";
-    case 'S': return "pgoutput Stream Start";
-    case 'E': return "pgoutput Stream Stop";
-    case 'c': return "pgoutput Stream Commit";
-    case 'A': return "pgoutput Stream Abort";
-    case 'b': return "pgoutput Begin Prepare";
-    case 'P': return "pgoutput Prepare";
-    case 'K': return "pgoutput Commit Prepared";
-    case 'r': return "pgoutput Rollback Prepared";
-    case 'p': return "pgoutput Stream Prepare";
-    default: return NULL;
+    case 'B':
+        return "pgoutput Begin";
+    case 'C':
+        return "pgoutput Commit";
+    case 'O':
+        return "pgoutput Origin";
+    case 'R':
+        return "pgoutput Relation";
+    case 'Y':
+        return "pgoutput Type";
+    case 'I':
+        return "pgoutput Insert";
+    case 'U':
+        return "pgoutput Update";
+    case 'D':
+        return "pgoutput Delete";
+    case 'T':
+        return "pgoutput Truncate";
+    case 'M':
+        return "pgoutput Message";
+    case 'S':
+        return "pgoutput Stream Start";
+    case 'E':
+        return "pgoutput Stream Stop";
+    case 'c':
+        return "pgoutput Stream Commit";
+    case 'A':
+        return "pgoutput Stream Abort";
+    case 'b':
+        return "pgoutput Begin Prepare";
+    case 'P':
+        return "pgoutput Prepare";
+    case 'K':
+        return "pgoutput Commit Prepared";
+    case 'r':
+        return "pgoutput Rollback Prepared";
+    case 'p':
+        return "pgoutput Stream Prepare";
+    default:
+        return NULL;
     }
 }
 
@@ -490,7 +487,13 @@ static const char *msg_name(uint8_t type)
 static bool has_stream_xid(uint8_t type)
 {
     switch (type) {
-    case 'R': case 'Y': case 'I': case 'U': case 'D': case 'T': case 'M':
+    case 'R':
+    case 'Y':
+    case 'I':
+    case 'U':
+    case 'D':
+    case 'T':
+    case 'M':
         return true;
     default:
         return false;
@@ -503,26 +506,20 @@ static bool read_body(pgo_parser *p, cursor *c, pgo_msg *m)
     uint8_t sub;
     switch (m->type) {
     case 'B': /* Int64 final LSN, Int64 commit ts, Int32 xid */
-        return cur_u64(c, &m->lsn, "final LSN") &&
-               cur_i64(c, &m->ts, "commit timestamp") &&
+        return cur_u64(c, &m->lsn, "final LSN") && cur_i64(c, &m->ts, "commit timestamp") &&
                cur_u32(c, &m->xid, "xid");
     case 'C': /* Int8 flags(0), Int64 commit LSN, Int64 end LSN, Int64 ts */
-        return zero_flags(c, &m->flags) &&
-               cur_u64(c, &m->lsn, "commit LSN") &&
-               cur_u64(c, &m->end_lsn, "end LSN") &&
-               cur_i64(c, &m->ts, "commit timestamp");
+        return zero_flags(c, &m->flags) && cur_u64(c, &m->lsn, "commit LSN") &&
+               cur_u64(c, &m->end_lsn, "end LSN") && cur_i64(c, &m->ts, "commit timestamp");
     case 'O': /* Int64 origin commit LSN, String name */
-        return cur_u64(c, &m->lsn, "origin LSN") &&
-               cur_str(c, &m->name, "origin name");
+        return cur_u64(c, &m->lsn, "origin LSN") && cur_str(c, &m->name, "origin name");
     case 'R':
         return read_relation(p, c, m);
     case 'Y': /* Int32 type OID, String namespace, String name */
-        return cur_u32(c, &m->typoid, "type OID") &&
-               cur_str(c, &m->nspname, "namespace") &&
+        return cur_u32(c, &m->typoid, "type OID") && cur_str(c, &m->nspname, "namespace") &&
                cur_str(c, &m->relname, "type name");
     case 'I': /* Int32 relid, 'N', TupleData */
-        if (!cur_u32(c, &m->relid, "relid") ||
-            !cur_u8(c, &sub, "tuple marker"))
+        if (!cur_u32(c, &m->relid, "relid") || !cur_u8(c, &sub, "tuple marker"))
             return false;
         if (sub != 'N')
             return cur_fail(c, "expected 'N' after relid, got 0x%02x", sub);
@@ -530,12 +527,10 @@ static bool read_body(pgo_parser *p, cursor *c, pgo_msg *m)
     case 'U':
         return read_update(p, c, m);
     case 'D': /* Int32 relid, 'K' | 'O', TupleData */
-        if (!cur_u32(c, &m->relid, "relid") ||
-            !cur_u8(c, &sub, "tuple marker"))
+        if (!cur_u32(c, &m->relid, "relid") || !cur_u8(c, &sub, "tuple marker"))
             return false;
         if (sub != 'K' && sub != 'O')
-            return cur_fail(c, "expected 'K' or 'O' after relid, got 0x%02x",
-                            sub);
+            return cur_fail(c, "expected 'K' or 'O' after relid, got 0x%02x", sub);
         m->old_kind = (char)sub;
         return read_tuple(c, &m->old_tuple, &p->oldvals, &p->oldvals_cap);
     case 'T':
@@ -543,8 +538,7 @@ static bool read_body(pgo_parser *p, cursor *c, pgo_msg *m)
     case 'M':
         return read_message(c, m);
     case 'S': /* Int32 xid, Int8 first segment (0/1) */
-        if (!cur_u32(c, &m->xid, "xid") ||
-            !cur_u8(c, &m->flags, "first segment"))
+        if (!cur_u32(c, &m->xid, "xid") || !cur_u8(c, &m->flags, "first segment"))
             return false;
         if (m->flags > 1)
             return cur_fail(c, "first segment is %u, not 0 or 1", m->flags);
@@ -554,8 +548,7 @@ static bool read_body(pgo_parser *p, cursor *c, pgo_msg *m)
     case 'c': /* Int32 xid, Int8 flags(0), Int64 commit LSN, Int64 end LSN,
                  Int64 commit ts */
         return cur_u32(c, &m->xid, "xid") && zero_flags(c, &m->flags) &&
-               cur_u64(c, &m->lsn, "commit LSN") &&
-               cur_u64(c, &m->end_lsn, "end LSN") &&
+               cur_u64(c, &m->lsn, "commit LSN") && cur_u64(c, &m->end_lsn, "end LSN") &&
                cur_i64(c, &m->ts, "commit timestamp");
     case 'A': /* Int32 xid, Int32 subxid */
         return cur_u32(c, &m->xid, "xid") && cur_u32(c, &m->subxid, "subxid");
@@ -567,19 +560,18 @@ static bool read_body(pgo_parser *p, cursor *c, pgo_msg *m)
         return read_prepare_like(c, m, true);
     case 'r': /* Int8 flags(0), Int64 prepare end LSN, Int64 rollback end LSN,
                  Int64 prepare ts, Int64 rollback ts, Int32 xid, String gid */
-        return zero_flags(c, &m->flags) &&
-               cur_u64(c, &m->lsn, "prepare end LSN") &&
+        return zero_flags(c, &m->flags) && cur_u64(c, &m->lsn, "prepare end LSN") &&
                cur_u64(c, &m->end_lsn, "rollback end LSN") &&
                cur_i64(c, &m->ts, "prepare timestamp") &&
-               cur_i64(c, &m->ts2, "rollback timestamp") &&
-               cur_u32(c, &m->xid, "xid") && cur_str(c, &m->name, "gid");
+               cur_i64(c, &m->ts2, "rollback timestamp") && cur_u32(c, &m->xid, "xid") &&
+               cur_str(c, &m->name, "gid");
     default:
         return cur_fail(c, "unhandled message type");
     }
 }
 
-int pgo_parse(pgo_parser *p, const uint8_t *buf, size_t len, pgo_msg *out,
-              char *errstr, size_t errstr_size)
+int pgo_parse(pgo_parser *p, const uint8_t *buf, size_t len, pgo_msg *out, char *errstr,
+              size_t errstr_size)
 {
     memset(out, 0, sizeof *out);
     if (len == 0)
@@ -587,9 +579,8 @@ int pgo_parse(pgo_parser *p, const uint8_t *buf, size_t len, pgo_msg *out,
     uint8_t type = buf[0];
     const char *name = msg_name(type);
     if (!name)
-        return fail(errstr, errstr_size,
-                    "unknown pgoutput message type 0x%02x", type);
-    cursor c = { buf + 1, len - 1, name, errstr, errstr_size };
+        return fail(errstr, errstr_size, "unknown pgoutput message type 0x%02x", type);
+    cursor c = {buf + 1, len - 1, name, errstr, errstr_size};
     out->type = (char)type;
     if (p->in_stream && has_stream_xid(type)) {
         if (!cur_u32(&c, &out->xid, "stream xid"))

@@ -65,24 +65,23 @@
 /* ---- CopyData framing ---- */
 
 typedef struct pgo_copydata {
-    char kind;            /* 'w' or 'k' */
-    uint64_t wal_start;   /* 'w' only */
+    char kind;          /* 'w' or 'k' */
+    uint64_t wal_start; /* 'w' only */
     uint64_t wal_end;
     int64_t send_time;
-    bool reply_requested; /* 'k' only */
+    bool reply_requested;   /* 'k' only */
     const uint8_t *payload; /* 'w' only: points into the input buffer */
     size_t payload_len;
 } pgo_copydata;
 
 /* Returns 0, or -1 with errstr for unknown kinds and truncated input. */
-int pgo_parse_copydata(const uint8_t *buf, size_t len, pgo_copydata *out,
-                       char *errstr, size_t errstr_size);
+int pgo_parse_copydata(const uint8_t *buf, size_t len, pgo_copydata *out, char *errstr,
+                       size_t errstr_size);
 
 #define PGO_STATUS_LEN 34
 /* Writes a standby status update into out; returns its length (34). */
-size_t pgo_build_status(uint8_t out[PGO_STATUS_LEN], uint64_t written,
-                        uint64_t flushed, uint64_t applied, int64_t send_time,
-                        bool reply_requested);
+size_t pgo_build_status(uint8_t out[PGO_STATUS_LEN], uint64_t written, uint64_t flushed,
+                        uint64_t applied, int64_t send_time, bool reply_requested);
 
 /* Current time in the protocol's unit: microseconds since 2000-01-01 UTC. */
 int64_t pgo_now(void);
@@ -119,29 +118,29 @@ typedef struct pgo_relcol {
  * buffer is freed, whichever comes first.
  */
 typedef struct pgo_msg {
-    char type;            /* message byte, e.g. 'B', 'I' */
-    bool streamed;        /* message carried a stream xid prefix */
-    uint32_t xid;         /* B, S, c, A, b, P, K, r, p and streamed messages */
-    uint32_t subxid;      /* A */
-    uint8_t flags;        /* C, c, M (1 = transactional), P, K, r, p; S first-segment; T options */
-    uint64_t lsn;         /* B final LSN, C/c/K commit LSN, O origin LSN, M LSN,
-                             b/P/p prepare LSN, r prepare end LSN */
-    uint64_t end_lsn;     /* C/c/K/b/P/p end LSN, r rollback end LSN */
-    int64_t ts;           /* B/C/c/K commit ts, b/P/p prepare ts, r prepare ts */
-    int64_t ts2;          /* r rollback ts */
-    const char *name;     /* O origin name, M prefix, b/P/K/r/p gid */
-    uint32_t relid;       /* R, I, U, D */
-    const char *nspname;  /* R, Y ("" means pg_catalog) */
-    const char *relname;  /* R relation name, Y type name */
-    char replident;       /* R: 'd' default, 'n' nothing, 'f' full, 'i' index */
-    uint16_t ncols;       /* R */
-    pgo_relcol *cols;     /* R */
-    uint32_t typoid;      /* Y */
-    char old_kind;        /* U/D: 'K' key only, 'O' full old row, 0 none */
-    pgo_tuple old_tuple;  /* U (if old_kind), D */
-    pgo_tuple new_tuple;  /* I, U */
-    uint32_t nrelids;     /* T */
-    uint32_t *relids;     /* T */
+    char type;           /* message byte, e.g. 'B', 'I' */
+    bool streamed;       /* message carried a stream xid prefix */
+    uint32_t xid;        /* B, S, c, A, b, P, K, r, p and streamed messages */
+    uint32_t subxid;     /* A */
+    uint8_t flags;       /* C, c, M (1 = transactional), P, K, r, p; S first-segment; T options */
+    uint64_t lsn;        /* B final LSN, C/c/K commit LSN, O origin LSN, M LSN,
+                            b/P/p prepare LSN, r prepare end LSN */
+    uint64_t end_lsn;    /* C/c/K/b/P/p end LSN, r rollback end LSN */
+    int64_t ts;          /* B/C/c/K commit ts, b/P/p prepare ts, r prepare ts */
+    int64_t ts2;         /* r rollback ts */
+    const char *name;    /* O origin name, M prefix, b/P/K/r/p gid */
+    uint32_t relid;      /* R, I, U, D */
+    const char *nspname; /* R, Y ("" means pg_catalog) */
+    const char *relname; /* R relation name, Y type name */
+    char replident;      /* R: 'd' default, 'n' nothing, 'f' full, 'i' index */
+    uint16_t ncols;      /* R */
+    pgo_relcol *cols;    /* R */
+    uint32_t typoid;     /* Y */
+    char old_kind;       /* U/D: 'K' key only, 'O' full old row, 0 none */
+    pgo_tuple old_tuple; /* U (if old_kind), D */
+    pgo_tuple new_tuple; /* I, U */
+    uint32_t nrelids;    /* T */
+    uint32_t *relids;    /* T */
     const uint8_t *content; /* M */
     uint32_t content_len;   /* M */
 } pgo_msg;
@@ -159,7 +158,7 @@ void pgo_parser_reset(pgo_parser *p);
  * describing the problem (unknown type, truncated message, bad tuple kind,
  * trailing bytes) and `out` undefined. Never reads outside buf.
  */
-int pgo_parse(pgo_parser *p, const uint8_t *buf, size_t len, pgo_msg *out,
-              char *errstr, size_t errstr_size);
+int pgo_parse(pgo_parser *p, const uint8_t *buf, size_t len, pgo_msg *out, char *errstr,
+              size_t errstr_size);
 
 #endif

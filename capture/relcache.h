@@ -24,21 +24,21 @@
 
 /* One column as schema building needs it (input of relcache_build). */
 typedef struct rel_colinfo {
-    const char *name;      /* true column name */
-    uint32_t type_oid;     /* from the Relation message */
+    const char *name;  /* true column name */
+    uint32_t type_oid; /* from the Relation message */
     int32_t typmod;
-    uint32_t base_oid;     /* type_oid, or the base type of a domain */
+    uint32_t base_oid; /* type_oid, or the base type of a domain */
     int32_t base_typmod;
-    const char *pg_type;   /* format_type(base_oid, base_typmod) */
-    const char *domain;    /* format_type of the domain, or NULL */
-    json_t *enum_labels;   /* JSON array of labels for enums, else NULL (borrowed) */
+    const char *pg_type; /* format_type(base_oid, base_typmod) */
+    const char *domain;  /* format_type of the domain, or NULL */
+    json_t *enum_labels; /* JSON array of labels for enums, else NULL (borrowed) */
     bool notnull;
-    bool key;              /* part of the event key */
+    bool key; /* part of the event key */
 } rel_colinfo;
 
 typedef struct rel_col {
-    char *name;      /* true column name */
-    char *field;     /* Avro field name (sanitised, unique in the record) */
+    char *name;  /* true column name */
+    char *field; /* Avro field name (sanitised, unique in the record) */
     cdc_coltype type;
 } rel_col;
 
@@ -50,13 +50,13 @@ typedef struct relation {
     int ncols;
     rel_col *cols;
     int nkey;
-    int *key_idx;           /* column indices of the key, in key order */
+    int *key_idx; /* column indices of the key, in key order */
     char *topic;
-    char *key_schema;       /* JSON, NULL when the table has no key */
-    char *value_schema;     /* JSON */
+    char *key_schema;   /* JSON, NULL when the table has no key */
+    char *value_schema; /* JSON */
     uint64_t key_fp;
     uint64_t value_fp;
-    int partitions;         /* cached partition count of the topic, 0 = unknown */
+    int partitions; /* cached partition count of the topic, 0 = unknown */
 } relation;
 
 typedef struct relcache relcache;

@@ -30,7 +30,7 @@ typedef struct tracker {
     tracker_entry *ring;
     size_t cap, head, count;
     uint64_t next_seq;
-    uint64_t failed;  /* deliveries that failed since the last reset */
+    uint64_t failed; /* deliveries that failed since the last reset */
 } tracker;
 
 void tracker_init(tracker *t);
@@ -55,7 +55,10 @@ void tracker_reset(tracker *t);
  */
 uint64_t tracker_release(tracker *t);
 /* True when no transaction is open or awaiting acknowledgement. */
-static inline bool tracker_idle(const tracker *t) { return t->count == 0; }
+static inline bool tracker_idle(const tracker *t)
+{
+    return t->count == 0;
+}
 /* Events handed to Kafka and not yet acknowledged, over all entries. */
 int64_t tracker_in_flight(const tracker *t);
 

@@ -15,23 +15,23 @@
 #include "cdc/pgtypes.h"
 
 typedef struct cdc_field {
-    char *name;       /* Avro field name */
-    char *pg_name;    /* true column name */
-    char *pg_type;    /* format_type, e.g. numeric(18,2) */
-    char *pg_domain;  /* domain name or NULL */
-    char *enum_json;  /* JSON array of enum labels or NULL */
-    bool nullable;    /* pg.nullable */
+    char *name;      /* Avro field name */
+    char *pg_name;   /* true column name */
+    char *pg_type;   /* format_type, e.g. numeric(18,2) */
+    char *pg_domain; /* domain name or NULL */
+    char *enum_json; /* JSON array of enum labels or NULL */
+    bool nullable;   /* pg.nullable */
     cdc_coltype type;
 } cdc_field;
 
 typedef struct cdc_table_schema {
-    char *json;          /* the schema text */
-    char *schema_name;   /* pg.schema */
-    char *table_name;    /* pg.table */
+    char *json;        /* the schema text */
+    char *schema_name; /* pg.schema */
+    char *table_name;  /* pg.table */
     int nfields;
     cdc_field *fields;
     int nkey;
-    int *key_idx;        /* indices into fields, from pg.key */
+    int *key_idx; /* indices into fields, from pg.key */
 } cdc_table_schema;
 
 /* Parse an envelope schema produced by cdc-capture. Returns NULL with errstr. */
@@ -48,20 +48,20 @@ typedef enum cdc_colstate {
 
 typedef struct cdc_colval {
     cdc_colstate state;
-    size_t off;  /* CDC_COL_VALUE: text at event->arena.data + off, NUL-terminated */
+    size_t off; /* CDC_COL_VALUE: text at event->arena.data + off, NUL-terminated */
     size_t len;
 } cdc_colval;
 
 typedef struct cdc_event {
-    char op;              /* c u d t r */
+    char op; /* c u d t r */
     bool has_before, has_after;
-    cdc_colval *before;   /* nfields entries when has_before */
+    cdc_colval *before; /* nfields entries when has_before */
     cdc_colval *after;
     int ncols_cap;
     int64_t source_ts_ms;
-    char snapshot[8];     /* true / last / false */
-    int64_t txid;         /* -1 when absent */
-    int64_t lsn;          /* -1 when absent */
+    char snapshot[8]; /* true / last / false */
+    int64_t txid;     /* -1 when absent */
+    int64_t lsn;      /* -1 when absent */
     int64_t ts_ms;
     uint64_t commit_lsn;
     int64_t ordinal;

@@ -49,8 +49,7 @@ Test(config, missing_required_key_is_named)
                  CDC_CFG_ERROR);
     cr_assert(strstr(err, "source.conninfo") != NULL, "%s", err);
     capture_config_free(&cfg);
-    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "source.conninfo=dbname=x"),
-                 CDC_CFG_ERROR);
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "source.conninfo=dbname=x"), CDC_CFG_ERROR);
     cr_assert(strstr(err, "kafka.bootstrap.servers") != NULL, "%s", err);
     capture_config_free(&cfg);
 }
@@ -81,8 +80,12 @@ Test(config, bad_values_are_named)
 {
     capture_config cfg;
     char err[512];
-    const char *bad[] = {"topic.partitions=zero", "topic.partitions=0", "slot.name=Bad-Name",
-                         "topic.prefix=a/b", "log.level=loud", "tables=a.b,",
+    const char *bad[] = {"topic.partitions=zero",
+                         "topic.partitions=0",
+                         "slot.name=Bad-Name",
+                         "topic.prefix=a/b",
+                         "log.level=loud",
+                         "tables=a.b,",
                          "source.conninfo=host='unterminated"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char key[64];
@@ -184,8 +187,7 @@ Test(redact, passwords_never_survive)
     cr_assert_str_eq(out, "host=db password=******** user=u");
     cdc_redact_conninfo("host=db password = 'se cr\\'et' user=u", out, sizeof out);
     cr_assert(strstr(out, "se cr") == NULL && strstr(out, "user=u") != NULL, "%s", out);
-    cdc_redact_conninfo("postgresql://alice:s3cret@db:5432/pay?sslmode=require", out,
-                        sizeof out);
+    cdc_redact_conninfo("postgresql://alice:s3cret@db:5432/pay?sslmode=require", out, sizeof out);
     cr_assert_str_eq(out, "postgresql://alice:********@db:5432/pay?sslmode=require");
     cdc_redact_conninfo("postgres://db/pay?user=a&password=s3cret&sslmode=verify-full", out,
                         sizeof out);

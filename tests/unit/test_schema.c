@@ -32,8 +32,8 @@ static rel_colinfo payments_cols[] = {
      "numeric(18,2)", NULL, NULL, true, false},
     {"note text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false},
     {"note_text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false},
-    {"at", CDC_OID_TIMESTAMPTZ, -1, CDC_OID_TIMESTAMPTZ, -1, "timestamp with time zone", NULL,
-     NULL, false, false},
+    {"at", CDC_OID_TIMESTAMPTZ, -1, CDC_OID_TIMESTAMPTZ, -1, "timestamp with time zone", NULL, NULL,
+     false, false},
 };
 
 Test(schema, value_schema_has_envelope_fields_and_pg_properties)
@@ -46,8 +46,8 @@ Test(schema, value_schema_has_envelope_fields_and_pg_properties)
     const char *ns = json_string_value(json_object_get(v, "namespace"));
     cr_assert(strncmp(ns, "cdc.Pay_Schema.select.v", 23) == 0, "%s", ns);
     json_t *fields = json_object_get(v, "fields");
-    const char *names[] = {"before", "after", "source", "op", "ts_ms", "commit_lsn", "ordinal",
-                           "unchanged_toast"};
+    const char *names[] = {"before", "after",      "source",  "op",
+                           "ts_ms",  "commit_lsn", "ordinal", "unchanged_toast"};
     cr_assert_eq(json_array_size(fields), 8);
     for (size_t i = 0; i < 8; i++)
         cr_assert_str_eq(json_string_value(json_object_get(json_array_get(fields, i), "name")),
@@ -144,16 +144,21 @@ static pgo_value T(const char *s)
 Test(schema, encoded_event_decodes_with_avro_c)
 {
     relation *r = build(payments_cols, 5);
-    pgo_value vals[5] = {T("42"), T("-1234.50"), {'u', NULL, 0}, {'n', NULL, 0},
-                         T("2026-11-24 08:14:00.123456+00")};
+    pgo_value vals[5] = {
+        T("42"), T("-1234.50"), {'u', NULL, 0}, {'n', NULL, 0}, T("2026-11-24 08:14:00.123456+00")};
     pgo_tuple after = {5, vals};
     encoder e;
     encoder_init(&e, "cdc", "paydb");
-    event_ctx ctx = {.seq = 1, .commit_lsn = 0x16B374D848, .commit_ms = 1795000000000,
-                     .xid = 777, .lsn = 0x16B374D800, .ordinal = 3, .snapshot = "false"};
+    event_ctx ctx = {.seq = 1,
+                     .commit_lsn = 0x16B374D848,
+                     .commit_ms = 1795000000000,
+                     .xid = 777,
+                     .lsn = 0x16B374D800,
+                     .ordinal = 3,
+                     .snapshot = "false"};
     char err[512];
-    cr_assert_eq(encode_envelope(&e, r, 'u', NULL, &after, &ctx, 1795000000123, err, sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(encode_envelope(&e, r, 'u', NULL, &after, &ctx, 1795000000123, err, sizeof err), 0,
+                 "%s", err);
     cr_assert_eq(encode_key(&e, r, &after, err, sizeof err), 0, "%s", err);
 
     const uint8_t *p = e.value.data, *end = e.value.data + e.value.len;
@@ -162,8 +167,8 @@ Test(schema, encoded_event_decodes_with_avro_c)
     cr_assert_eq(fp, r->value_fp);
 
     avro_schema_t schema;
-    cr_assert_eq(avro_schema_from_json_length(r->value_schema, strlen(r->value_schema), &schema),
-                 0, "%s", avro_strerror());
+    cr_assert_eq(avro_schema_from_json_length(r->value_schema, strlen(r->value_schema), &schema), 0,
+                 "%s", avro_strerror());
     avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
     avro_value_t v;
     avro_generic_value_new(iface, &v);
@@ -256,8 +261,7 @@ Test(schema, encoded_event_decodes_with_avro_c)
 Test(schema, key_column_without_value_is_an_error)
 {
     relation *r = build(payments_cols, 5);
-    pgo_value vals[5] = {{'n', NULL, 0}, T("1.00"), {'n', NULL, 0}, {'n', NULL, 0},
-                         {'n', NULL, 0}};
+    pgo_value vals[5] = {{'n', NULL, 0}, T("1.00"), {'n', NULL, 0}, {'n', NULL, 0}, {'n', NULL, 0}};
     pgo_tuple t = {5, vals};
     encoder e;
     encoder_init(&e, "cdc", "db");

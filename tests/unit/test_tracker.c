@@ -84,8 +84,7 @@ Test(tracker, empty_transactions_fold_and_stay_small)
         uint64_t s = tracker_begin(&t);
         tracker_commit(&t, s, 2 + i);
     }
-    cr_assert_leq(t.count, 2, "empty transactions behind a pending one must fold: %zu",
-                  t.count);
+    cr_assert_leq(t.count, 2, "empty transactions behind a pending one must fold: %zu", t.count);
     cr_assert_eq(tracker_release(&t), 0);
     tracker_ack(&t, a, true);
     cr_assert_eq(tracker_release(&t), 100001);
