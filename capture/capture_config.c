@@ -219,7 +219,8 @@ char *capture_tables_sql(const char *tables, char *errstr, size_t errstr_size)
             goto fail;
         }
     }
-    return cdc_xstrdup(cdc_buf_cstr(&out));
+    cdc_buf_cstr(&out);
+    return (char *)out.data; /* ownership passes to the caller */
 fail:
     cdc_buf_free(&out);
     return NULL;

@@ -196,3 +196,20 @@ Test(redact, passwords_never_survive)
     cdc_redact_conninfo("PASSWORD=abc", out, sizeof out);
     cr_assert(strstr(out, "abc") == NULL, "%s", out);
 }
+
+/* The README's configuration reference is checked against the key table. */
+Test(config, readme_documents_every_key)
+{
+    FILE *f = fopen(CDC_SOURCE_DIR "/README.md", "r");
+    cr_assert_not_null(f, "README.md not found");
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    for (const cdc_cfg_key *k = capture_config_spec.keys; k->name; k++) {
+        char row[128];
+        snprintf(row, sizeof row, "| `%s` |", k->name);
+        cr_assert(strstr(text, row) != NULL, "README.md lacks a row for cdc-capture key %s",
+                  k->name);
+    }
+}
