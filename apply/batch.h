@@ -81,16 +81,22 @@ void batch_clear(batch *b);
  * Fold one decoded event (op c/u/d/r; not t) into the batch. `ev_schema` is
  * the schema the event was written with; its columns are matched to the
  * batch schema by true name (a column the batch schema lacks is an error; a
- * column the event lacks is left unchanged... i.e. CDC_COL_UNCHANGED).
- * Returns 0, or -1 with errstr (e.g. a key column without a value).
+ * column the event lacks is CDC_COL_UNCHANGED in an update and NULL in an
+ * insert or read, which has no earlier value to keep). The event is
+ * borrowed: its texts are copied. Returns 0, or -1 with errstr (e.g. a key
+ * column without a value); after an error the batch is as it was.
  */
 int batch_add(batch *b, const cdc_table_schema *ev_schema, const cdc_event *ev, char *errstr,
               size_t errstr_size);
 
-/* Number of reduced rows, and row i (in first-seen order of their key). */
+/*
+ * Number of reduced rows, and row i (in first-seen order of their key; NULL
+ * when out of range). Rows and texts belong to the batch and stay valid
+ * until the next batch_add, batch_clear or batch_destroy (storage moves).
+ */
 size_t batch_count(const batch *b);
 const batch_row *batch_row_at(const batch *b, size_t i);
-/* Text of a value (NUL-terminated), valid until batch_clear/destroy. */
+/* Text of a value (NUL-terminated), or NULL unless v->state is CDC_COL_VALUE. */
 const char *batch_text(const batch *b, const batch_val *v);
 /* True when the table has no key: rows are in event order, unreduced. */
 bool batch_keyless(const batch *b);

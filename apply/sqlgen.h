@@ -43,6 +43,11 @@ bool sql_type_ok(const char *t);
  * Returns 0, or -1 with errstr (unsafe type name).
  */
 int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size_t errstr_size);
+/*
+ * CREATE TYPE <pg_type> AS ENUM (<labels of enum_json>) for an enum field.
+ * The caller checks first that the type does not exist (to_regtype).
+ */
+int sql_create_enum(cdc_buf *out, const cdc_field *f, char *errstr, size_t errstr_size);
 /* ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the field; 0 or -1 (unsafe type). */
 int sql_add_column(cdc_buf *out, const cdc_table_schema *s, int field, char *errstr,
                    size_t errstr_size);

@@ -1,0 +1,941 @@
+/*
+ * The consumer loop of cdc-apply.
+ *
+ * Exactly once in effect: every batch is one target transaction that also
+ * records, per topic-partition, the next Kafka offset and the highest
+ * (commit_lsn, ordinal) applied. Partitions are positioned from that record
+ * on every assignment, never from Kafka's committed offsets (those are
+ * committed too, only so that lag tools work). Before writing, a batch
+ * locks the position rows of its partitions and checks they still say what
+ * this process read: if another process applied the partition meanwhile (a
+ * rebalance), the batch is dropped and the partitions re-positioned.
+ *
+ * Events whose position is not above the recorded one are repeats (a
+ * capture that re-sent after a crash) and are skipped.
+ *
+ * Failure handling: a lost target connection rolls back, reconnects and
+ * re-reads from the recorded positions. A batch the target rejects is
+ * retried event by event with savepoints to find the culprit: with
+ * errors.tolerance=none the daemon records everything before it and stops
+ * (exit 1) naming topic, partition, offset, table and the error; with all,
+ * the culprit goes to the dead-letter topic and the rest is applied.
+ */
+#include "apply.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "batch.h"
+#include "cdc/avro_bin.h"
+#include "cdc/buf.h"
+#include "cdc/event.h"
+#include "cdc/fingerprint.h"
+#include "cdc/kafka.h"
+#include "cdc/log.h"
+#include "cdc/registry.h"
+#include "target.h"
+
+/* ---- per-partition state ---- */
+
+typedef struct part_state {
+    char *topic;
+    int32_t partition;
+    target_pos stored;     /* what the target records (as last read or written) */
+    bool pending;          /* touched by the current batch */
+    target_pos next;       /* position after the current batch */
+    bool waiting;          /* paused at a truncate other partitions have not reached */
+    uint64_t wait_lsn;
+    int64_t wait_ord;
+    bool used;
+} part_state;
+
+typedef struct table_batch {
+    const cdc_table_schema *schema;
+    batch *b;
+} table_batch;
+
+typedef struct schema_entry {
+    uint64_t fp;
+    cdc_table_schema *s;
+} schema_entry;
+
+typedef struct applier {
+    const apply_config *cfg;
+    volatile sig_atomic_t *stop;
+    rd_kafka_t *rk;
+    rd_kafka_t *dlq;
+    int dlq_pending;
+    int dlq_failed;
+    target *tgt;
+    cdc_registry *reg;
+    schema_entry *schemas;
+    size_t nschemas;
+    part_state *parts;
+    size_t nparts;
+    table_batch *tables;
+    size_t ntables;
+    rd_kafka_message_t **msgs; /* raw messages of the current batch, in order */
+    size_t nmsgs;
+    size_t events;             /* events folded into the current batch */
+    char *schemas_topic;
+    bool need_resync;          /* re-read positions and seek every partition */
+    int exit_status;           /* set when the daemon must stop with an error */
+    cdc_event ev;
+    char err[2048];
+    char state_err[2048];
+} applier;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int pos_cmp(uint64_t lsn_a, int64_t ord_a, uint64_t lsn_b, int64_t ord_b)
+{
+    if (lsn_a != lsn_b)
+        return lsn_a < lsn_b ? -1 : 1;
+    if (ord_a != ord_b)
+        return ord_a < ord_b ? -1 : 1;
+    return 0;
+}
+
+static part_state *find_part(applier *a, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < a->nparts; i++)
+        if (a->parts[i].used && a->parts[i].partition == partition &&
+            strcmp(a->parts[i].topic, topic) == 0)
+            return &a->parts[i];
+    return NULL;
+}
+
+static void clear_parts(applier *a)
+{
+    for (size_t i = 0; i < a->nparts; i++)
+        free(a->parts[i].topic);
+    a->nparts = 0;
+}
+
+static void target_problem(applier *a, const char *what)
+{
+    if (strcmp(a->state_err, what) != 0) {
+        cdc_warn("target unavailable: %s; retrying", what);
+        snprintf(a->state_err, sizeof a->state_err, "%s", what);
+    }
+}
+
+/* Connect to the target, retrying with backoff until it works or stop. */
+static bool ensure_target(applier *a)
+{
+    int backoff = 500;
+    while (!target_connected(a->tgt)) {
+        if (*a->stop)
+            return false;
+        target_status r = target_connect(a->tgt, a->err, sizeof a->err);
+        if (r == TARGET_OK) {
+            if (a->state_err[0])
+                cdc_info("target connection restored");
+            a->state_err[0] = '\0';
+            a->need_resync = true;
+            return true;
+        }
+        if (r == TARGET_REJECT) {
+            cdc_error("cannot set up the state tables in the target: %s", a->err);
+            a->exit_status = 1;
+            return false;
+        }
+        target_problem(a, a->err);
+        for (int w = 0; w < backoff && !*a->stop; w += 100)
+            sleep_ms(100);
+        backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
+    }
+    return true;
+}
+
+/* ---- batches ---- */
+
+static void drop_batch(applier *a)
+{
+    for (size_t i = 0; i < a->ntables; i++)
+        batch_destroy(a->tables[i].b);
+    a->ntables = 0;
+    for (size_t i = 0; i < a->nmsgs; i++)
+        rd_kafka_message_destroy(a->msgs[i]);
+    a->nmsgs = 0;
+    a->events = 0;
+    for (size_t i = 0; i < a->nparts; i++)
+        a->parts[i].pending = false;
+}
+
+/* Seek one partition to its recorded position (re-read from the target). */
+static bool reposition(applier *a, part_state *p)
+{
+    if (target_position(a->tgt, p->topic, p->partition, &p->stored, a->err, sizeof a->err) !=
+        TARGET_OK) {
+        target_problem(a, a->err);
+        target_disconnect(a->tgt);
+        return false;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
+    if (e) {
+        cdc_warn("seek %s [%d]: %s", p->topic, p->partition, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    if (!p->waiting)
+        rd_kafka_resume_partitions(a->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return true;
+}
+
+/*
+ * Seek every assigned partition to its recorded position and forget the
+ * batch: what was read but not applied is read again.
+ */
+static bool resync(applier *a)
+{
+    drop_batch(a);
+    for (size_t i = 0; i < a->nparts; i++)
+        if (!reposition(a, &a->parts[i]))
+            return false;
+    a->need_resync = false;
+    return true;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    applier *a = opaque;
+    /* Whatever was read but not applied belongs to the new owner now. */
+    drop_batch(a);
+    clear_parts(a);
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
+    a->parts = cdc_xrealloc(a->parts, ((size_t)parts->cnt + 1) * sizeof *a->parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        part_state *p = &a->parts[a->nparts++];
+        memset(p, 0, sizeof *p);
+        p->used = true;
+        p->topic = cdc_xstrdup(tp->topic);
+        p->partition = tp->partition;
+        p->stored.next_offset = -1;
+        /* Positions come from the target; wait for it if it is down. */
+        while (!*a->stop) {
+            if (ensure_target(a) &&
+                target_position(a->tgt, p->topic, p->partition, &p->stored, a->err,
+                                sizeof a->err) == TARGET_OK)
+                break;
+            if (a->exit_status)
+                break;
+            target_problem(a, a->err);
+            target_disconnect(a->tgt);
+        }
+        tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    cdc_info("assigned %d partitions", parts->cnt);
+    rd_kafka_assign(rk, parts);
+    a->need_resync = false;
+}
+
+/* ---- schemas ---- */
+
+static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr,
+                                          size_t errstr_size)
+{
+    for (size_t i = 0; i < a->nschemas; i++)
+        if (a->schemas[i].fp == fp)
+            return a->schemas[i].s;
+    const cdc_registry_schema *rs = cdc_registry_get(a->reg, fp);
+    if (!rs) {
+        /* Published before the event: one more read of the topic finds it. */
+        if (cdc_registry_load_prefix(a->reg, cdc_kv_get(&a->cfg->kafka, "bootstrap.servers"),
+                                     &a->cfg->kafka, a->cfg->topic_prefix, 30000, errstr,
+                                     errstr_size) < 0)
+            return NULL;
+        rs = cdc_registry_get(a->reg, fp);
+    }
+    if (!rs) {
+        char hex[17];
+        cdc_fingerprint_hex(fp, hex);
+        snprintf(errstr, errstr_size, "schema %s is not in %s", hex, a->schemas_topic);
+        return NULL;
+    }
+    cdc_table_schema *s = cdc_table_schema_parse(rs->json, errstr, errstr_size);
+    if (!s)
+        return NULL;
+    a->schemas = cdc_xrealloc(a->schemas, (a->nschemas + 1) * sizeof *a->schemas);
+    a->schemas[a->nschemas].fp = fp;
+    a->schemas[a->nschemas].s = s;
+    a->nschemas++;
+    return s;
+}
+
+/* Decode a message's value; returns its schema or NULL with errstr. */
+static const cdc_table_schema *decode(applier *a, const rd_kafka_message_t *m, cdc_event *ev,
+                                      char *errstr, size_t errstr_size)
+{
+    const uint8_t *p = m->payload, *end = p + m->len;
+    uint64_t fp;
+    if (cdc_avro_get_so_header(&p, end, &fp) != 0) {
+        snprintf(errstr, errstr_size, "not an Avro single-object message");
+        return NULL;
+    }
+    const cdc_table_schema *s = schema_for(a, fp, errstr, errstr_size);
+    if (!s)
+        return NULL;
+    if (cdc_event_decode(s, p, (size_t)(end - p), ev, errstr, errstr_size) != 0)
+        return NULL;
+    return s;
+}
+
+static bool same_table(const cdc_table_schema *x, const cdc_table_schema *y)
+{
+    return strcmp(x->schema_name, y->schema_name) == 0 &&
+           strcmp(x->table_name, y->table_name) == 0;
+}
+
+/* True if `s` has a column the batch schema lacks (a newer version). */
+static bool has_new_columns(const cdc_table_schema *batch_s, const cdc_table_schema *s)
+{
+    for (int i = 0; i < s->nfields; i++)
+        if (cdc_table_schema_find(batch_s, s->fields[i].pg_name) < 0)
+            return true;
+    return false;
+}
+
+/* ---- dead-letter topic ---- */
+
+static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    applier *a = opaque;
+    a->dlq_pending--;
+    if (m->err) {
+        a->dlq_failed++;
+        cdc_error("dead-letter delivery failed: %s", rd_kafka_err2str(m->err));
+    }
+}
+
+static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table,
+                    const char *error)
+{
+    if (!a->dlq) {
+        static const cdc_kv defaults[] = {{"enable.idempotence", "true"},
+                                          {"client.id", "cdc-apply-dlq"}};
+        char err[512];
+        rd_kafka_conf_t *conf = cdc_kafka_conf_new(&a->cfg->kafka, defaults, 2, err, sizeof err);
+        if (!conf) {
+            cdc_error("dead-letter producer: %s", err);
+            return -1;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, dlq_dr);
+        rd_kafka_conf_set_opaque(conf, a);
+        a->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        if (!a->dlq) {
+            rd_kafka_conf_destroy(conf);
+            cdc_error("dead-letter producer: %s", err);
+            return -1;
+        }
+    }
+    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "cdc.error", -1, error, -1);
+    rd_kafka_header_add(h, "cdc.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "cdc.partition", -1, part, -1);
+    rd_kafka_header_add(h, "cdc.offset", -1, off, -1);
+    rd_kafka_header_add(h, "cdc.table", -1, table ? table : "", -1);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        a->dlq, RD_KAFKA_V_TOPIC(a->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        cdc_error("dead-letter produce: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    a->dlq_pending++;
+    cdc_warn("sent %s [%d] offset %lld (%s) to %s: %s", rd_kafka_topic_name(m->rkt), m->partition,
+             (long long)m->offset, table ? table : "?", a->cfg->dlq_topic, error);
+    return 0;
+}
+
+/* Wait until the dead-letter topic holds what was sent; false if it failed. */
+static bool dlq_flush(applier *a)
+{
+    if (!a->dlq)
+        return true;
+    while (a->dlq_pending > 0 && !*a->stop)
+        rd_kafka_poll(a->dlq, 100);
+    bool ok = a->dlq_failed == 0 && a->dlq_pending == 0;
+    a->dlq_failed = 0;
+    return ok;
+}
+
+/* ---- writing ---- */
+
+static target_status save_positions(applier *a)
+{
+    for (size_t i = 0; i < a->nparts; i++) {
+        part_state *p = &a->parts[i];
+        if (!p->pending)
+            continue;
+        target_status r =
+            target_save_position(a->tgt, p->topic, p->partition, &p->next, a->err, sizeof a->err);
+        if (r != TARGET_OK)
+            return r;
+    }
+    return TARGET_OK;
+}
+
+static void positions_committed(applier *a)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < a->nparts; i++) {
+        part_state *p = &a->parts[i];
+        if (!p->pending)
+            continue;
+        p->stored = p->next;
+        p->pending = false;
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->next.next_offset;
+    }
+    /* Informational only (lag tools); positions live in the target. */
+    if (l->cnt > 0)
+        rd_kafka_commit(a->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Lock the batch's position rows; false (and resync) if someone else moved them. */
+static target_status check_positions(applier *a, bool *ok)
+{
+    *ok = true;
+    for (size_t i = 0; i < a->nparts && *ok; i++) {
+        part_state *p = &a->parts[i];
+        if (!p->pending)
+            continue;
+        target_status r = target_check_position(a->tgt, p->topic, p->partition,
+                                                p->stored.next_offset, ok, a->err, sizeof a->err);
+        if (r != TARGET_OK)
+            return r;
+        if (!*ok)
+            cdc_warn("%s [%d] was applied by another process; re-reading its position",
+                     p->topic, p->partition);
+    }
+    return TARGET_OK;
+}
+
+static void handle_retry(applier *a)
+{
+    target_rollback(a->tgt);
+    target_problem(a, a->err);
+    target_disconnect(a->tgt);
+    drop_batch(a);
+    a->need_resync = true;
+}
+
+static bool apply_one_by_one(applier *a);
+
+/* Apply and commit the current batch. Returns false if the daemon must stop. */
+static bool flush_batch(applier *a)
+{
+    bool any = false;
+    for (size_t i = 0; i < a->nparts; i++)
+        any |= a->parts[i].pending;
+    if (!any) {
+        drop_batch(a);
+        return true;
+    }
+    target_status r = target_begin(a->tgt, a->err, sizeof a->err);
+    bool ok = true;
+    if (r == TARGET_OK)
+        r = check_positions(a, &ok);
+    if (r == TARGET_OK && !ok) {
+        target_rollback(a->tgt);
+        drop_batch(a);
+        a->need_resync = true;
+        return true;
+    }
+    const char *table = NULL;
+    for (size_t i = 0; i < a->ntables && r == TARGET_OK; i++) {
+        table_batch *tb = &a->tables[i];
+        table = tb->schema->table_name;
+        r = target_prepare_table(a->tgt, tb->schema, a->err, sizeof a->err);
+        if (r == TARGET_OK)
+            r = target_apply_batch(a->tgt, tb->schema, tb->b, a->err, sizeof a->err);
+    }
+    if (r == TARGET_OK)
+        r = save_positions(a);
+    if (r == TARGET_OK)
+        r = target_commit(a->tgt, a->err, sizeof a->err);
+    if (r == TARGET_OK) {
+        cdc_debug("applied %zu events", a->events);
+        positions_committed(a);
+        drop_batch(a);
+        return true;
+    }
+    if (r == TARGET_RETRY) {
+        handle_retry(a);
+        return true;
+    }
+    target_rollback(a->tgt);
+    cdc_info("the target rejected a batch (%s: %s); retrying event by event", table ? table : "?",
+             a->err);
+    return apply_one_by_one(a);
+}
+
+/*
+ * The error path: one event at a time, each under a savepoint, so the
+ * culprit is identified and everything before it is kept.
+ */
+static bool apply_one_by_one(applier *a)
+{
+    bool tolerate = strcmp(a->cfg->errors_tolerance, "all") == 0;
+    for (size_t i = 0; i < a->nparts; i++)
+        a->parts[i].pending = false;
+    target_status r = target_begin(a->tgt, a->err, sizeof a->err);
+    bool ok = true;
+    /* Positions must still be ours: check all assigned partitions we touch. */
+    for (size_t i = 0; i < a->nmsgs && r == TARGET_OK && ok; i++) {
+        part_state *p = find_part(a, rd_kafka_topic_name(a->msgs[i]->rkt), a->msgs[i]->partition);
+        if (p && !p->pending) {
+            p->pending = true;
+            p->next = p->stored;
+            r = target_check_position(a->tgt, p->topic, p->partition, p->stored.next_offset, &ok,
+                                      a->err, sizeof a->err);
+        }
+    }
+    if (r == TARGET_OK && !ok) {
+        target_rollback(a->tgt);
+        drop_batch(a);
+        a->need_resync = true;
+        return true;
+    }
+    batch *single = NULL;
+    bool stop = false;
+    for (size_t i = 0; i < a->nmsgs && r == TARGET_OK && !stop; i++) {
+        rd_kafka_message_t *m = a->msgs[i];
+        part_state *p = find_part(a, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!p)
+            continue;
+        target_pos after = p->next;
+        after.next_offset = m->offset + 1;
+        if (!m->payload) {
+            p->next = after;
+            continue;
+        }
+        char derr[1024];
+        const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
+        if (s && pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn,
+                         p->next.ordinal) <= 0 &&
+            p->next.next_offset >= 0) {
+            p->next.next_offset = after.next_offset; /* a repeat */
+            continue;
+        }
+        const char *error = s ? NULL : derr;
+        if (s) {
+            after.commit_lsn = a->ev.commit_lsn;
+            after.ordinal = a->ev.ordinal;
+            r = target_savepoint(a->tgt, "SAVEPOINT cdc_event", a->err, sizeof a->err);
+            if (r != TARGET_OK)
+                break;
+            single = batch_new(s);
+            r = batch_add(single, s, &a->ev, a->err, sizeof a->err) == 0 ? TARGET_OK
+                                                                          : TARGET_REJECT;
+            if (r == TARGET_OK)
+                r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
+            if (r == TARGET_OK)
+                r = target_apply_batch(a->tgt, s, single, a->err, sizeof a->err);
+            batch_destroy(single);
+            single = NULL;
+            if (r == TARGET_REJECT) {
+                error = a->err;
+                target_status rr = target_savepoint(a->tgt, "ROLLBACK TO SAVEPOINT cdc_event",
+                                                    a->err + strlen(a->err), 1);
+                r = rr == TARGET_OK ? TARGET_OK : TARGET_RETRY;
+            } else if (r == TARGET_OK) {
+                r = target_savepoint(a->tgt, "RELEASE SAVEPOINT cdc_event", a->err,
+                                     sizeof a->err);
+            }
+            if (r != TARGET_OK)
+                break;
+        }
+        if (error) {
+            char tname[600];
+            snprintf(tname, sizeof tname, "%s.%s", s ? s->schema_name : "?",
+                     s ? s->table_name : "?");
+            if (!tolerate) {
+                cdc_error("stopping at %s [%d] offset %lld, table %s: %s (errors.tolerance=none; "
+                          "fix the cause and restart: cdc-apply resumes at this event)",
+                          rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
+                          tname, error);
+                stop = true;
+                break;
+            }
+            char errcopy[1024];
+            snprintf(errcopy, sizeof errcopy, "%s", error);
+            if (dlq_send(a, m, tname, errcopy) != 0) {
+                r = TARGET_RETRY;
+                break;
+            }
+        }
+        p->next = after;
+    }
+    if (r == TARGET_OK && !dlq_flush(a)) {
+        snprintf(a->err, sizeof a->err, "dead-letter topic unavailable");
+        r = TARGET_RETRY;
+    }
+    if (r == TARGET_OK)
+        r = save_positions(a);
+    if (r == TARGET_OK)
+        r = target_commit(a->tgt, a->err, sizeof a->err);
+    if (r == TARGET_OK) {
+        positions_committed(a);
+        drop_batch(a);
+        if (stop)
+            a->exit_status = 1;
+        return !stop;
+    }
+    handle_retry(a);
+    return true;
+}
+
+/* ---- truncates ---- */
+
+static int topic_partitions(applier *a, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(a->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = 0;
+    if (rd_kafka_metadata(a->rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+static void pause_part(applier *a, part_state *p, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    if (pause)
+        rd_kafka_pause_partitions(a->rk, l);
+    else
+        rd_kafka_resume_partitions(a->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/*
+ * A truncate is a barrier: it is applied once every partition of the topic
+ * has reached it, so no older row from a slower partition lands after it.
+ */
+static bool handle_truncate(applier *a, part_state *p, const cdc_table_schema *s,
+                            rd_kafka_message_t *m)
+{
+    if (!flush_batch(a) || a->need_resync)
+        return !a->exit_status;
+    int n = topic_partitions(a, p->topic);
+    if (n <= 0) {
+        snprintf(a->err, sizeof a->err, "no partition count for %s", p->topic);
+        handle_retry(a);
+        return true;
+    }
+    bool done = false;
+    target_status r = target_begin(a->tgt, a->err, sizeof a->err);
+    if (r == TARGET_OK)
+        r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
+    if (r == TARGET_OK)
+        r = target_truncate_arrive(a->tgt, s, p->topic, p->partition, n, a->ev.commit_lsn,
+                                   a->ev.ordinal, m->offset, &done, a->err, sizeof a->err);
+    if (r == TARGET_OK)
+        r = target_commit(a->tgt, a->err, sizeof a->err);
+    if (r == TARGET_RETRY) {
+        handle_retry(a);
+        return true;
+    }
+    if (r == TARGET_REJECT) {
+        target_rollback(a->tgt);
+        cdc_error("cannot truncate %s.%s (%s [%d] offset %lld): %s", s->schema_name,
+                  s->table_name, p->topic, p->partition, (long long)m->offset, a->err);
+        a->exit_status = 1;
+        return false;
+    }
+    if (done) {
+        /* This partition goes on after the truncate event; the others that
+         * waited for it are released by check_waiting. */
+        p->stored.next_offset = m->offset + 1;
+        p->stored.commit_lsn = a->ev.commit_lsn;
+        p->stored.ordinal = a->ev.ordinal;
+        return true;
+    }
+    p->waiting = true;
+    p->wait_lsn = a->ev.commit_lsn;
+    p->wait_ord = a->ev.ordinal;
+    cdc_debug("%s [%d] waits at a truncate for the other partitions", p->topic, p->partition);
+    pause_part(a, p, true);
+    return true;
+}
+
+/* Release partitions whose truncate another partition has completed. */
+static void check_waiting(applier *a)
+{
+    for (size_t i = 0; i < a->nparts; i++) {
+        part_state *p = &a->parts[i];
+        if (!p->waiting)
+            continue;
+        target_pos pos;
+        if (target_position(a->tgt, p->topic, p->partition, &pos, a->err, sizeof a->err) !=
+            TARGET_OK)
+            return;
+        if (pos_cmp(pos.commit_lsn, pos.ordinal, p->wait_lsn, p->wait_ord) >= 0) {
+            p->waiting = false;
+            reposition(a, p);
+        }
+    }
+}
+
+/* ---- the loop ---- */
+
+static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char *why)
+{
+    /* The event-by-event path keeps the order and decides about it. */
+    a->msgs[a->nmsgs++] = m;
+    cdc_warn("cannot decode %s [%d] offset %lld: %s", p->topic, p->partition,
+             (long long)m->offset, why);
+    return apply_one_by_one(a);
+}
+
+/* Returns false when the daemon must stop. Takes ownership of m. */
+static bool process(applier *a, rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    part_state *p = find_part(a, topic, m->partition);
+    if (!p || p->waiting || strcmp(topic, a->schemas_topic) == 0 ||
+        strcmp(topic, a->cfg->dlq_topic) == 0) {
+        rd_kafka_message_destroy(m);
+        return true;
+    }
+    if (!p->pending) {
+        p->pending = true;
+        p->next = p->stored;
+    }
+    if (!m->payload) { /* tombstone: nothing to apply */
+        p->next.next_offset = m->offset + 1;
+        a->msgs[a->nmsgs++] = m;
+        return true;
+    }
+    char derr[1024];
+    const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
+    if (!s)
+        return poison(a, m, p, derr);
+    if (p->next.next_offset >= 0 &&
+        pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn, p->next.ordinal) <= 0) {
+        p->next.next_offset = m->offset + 1; /* repeat from a capture restart */
+        a->msgs[a->nmsgs++] = m;
+        return true;
+    }
+    if (a->ev.op == 't') {
+        bool ok = handle_truncate(a, p, s, m);
+        rd_kafka_message_destroy(m);
+        return ok;
+    }
+    table_batch *tb = NULL;
+    for (size_t i = 0; i < a->ntables; i++)
+        if (same_table(a->tables[i].schema, s))
+            tb = &a->tables[i];
+    if (tb && tb->schema != s && has_new_columns(tb->schema, s)) {
+        /* A newer table version: write what we have with the old one first. */
+        if (!flush_batch(a))
+            return false;
+        if (a->need_resync) {
+            rd_kafka_message_destroy(m);
+            return true;
+        }
+        p->pending = true;
+        p->next = p->stored;
+        tb = NULL;
+    }
+    if (!tb) {
+        a->tables = cdc_xrealloc(a->tables, (a->ntables + 1) * sizeof *a->tables);
+        tb = &a->tables[a->ntables++];
+        tb->schema = s;
+        tb->b = batch_new(s);
+    }
+    if (batch_add(tb->b, s, &a->ev, derr, sizeof derr) != 0)
+        return poison(a, m, p, derr);
+    p->next.next_offset = m->offset + 1;
+    p->next.commit_lsn = a->ev.commit_lsn;
+    p->next.ordinal = a->ev.ordinal;
+    a->msgs[a->nmsgs++] = m;
+    a->events++;
+    return true;
+}
+
+static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
+{
+    const apply_config *cfg = a->cfg;
+    cdc_kv defaults[] = {
+        {"group.id", cfg->group_id},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        /* Never skip silently: an offset Kafka no longer has is an error. */
+        {"auto.offset.reset", "error"},
+        {"client.id", "cdc-apply"},
+        /* New table topics are found by the regex on each metadata refresh. */
+        {"topic.metadata.refresh.interval.ms", "5000"},
+    };
+    rd_kafka_conf_t *conf = cdc_kafka_conf_new(&cfg->kafka, defaults,
+                                               sizeof defaults / sizeof defaults[0], errstr,
+                                               errstr_size);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, a);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "cannot create Kafka consumer: %s", err);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    /* Every topic of the prefix; the schema and dead-letter topics are skipped. */
+    cdc_buf re;
+    cdc_buf_init(&re);
+    cdc_buf_putc(&re, '^');
+    for (const char *c = cfg->topic_prefix; *c; c++) {
+        if (strchr(".^$*+?()[]{}|\\", *c))
+            cdc_buf_putc(&re, '\\');
+        cdc_buf_putc(&re, (uint8_t)*c);
+    }
+    cdc_buf_puts(&re, "\\..*");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, cdc_buf_cstr(&re), RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    cdc_buf_free(&re);
+    if (e) {
+        snprintf(errstr, errstr_size, "cannot subscribe: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
+{
+    applier a;
+    memset(&a, 0, sizeof a);
+    a.cfg = cfg;
+    a.stop = stop;
+    a.reg = cdc_registry_new();
+    cdc_event_init(&a.ev);
+    a.tgt = target_new(cfg->target_conninfo, cfg->state_schema, cfg->group_id, cfg->auto_create,
+                       cfg->auto_evolve);
+    a.msgs = cdc_xcalloc((size_t)cfg->batch_max_events + 2, sizeof *a.msgs);
+    cdc_buf b;
+    cdc_buf_init(&b);
+    cdc_topic_schemas(&b, cfg->topic_prefix);
+    a.schemas_topic = (char *)b.data;
+    char conninfo[1024];
+    cdc_redact_conninfo(cfg->target_conninfo, conninfo, sizeof conninfo);
+    cdc_info("starting: target %s, group %s, topics %s.*, errors.tolerance=%s", conninfo,
+             cfg->group_id, cfg->topic_prefix, cfg->errors_tolerance);
+
+    if (ensure_target(&a))
+        a.rk = make_consumer(&a, a.err, sizeof a.err);
+    if (!a.rk && !*stop && !a.exit_status) {
+        cdc_error("%s", a.err);
+        a.exit_status = 1;
+    }
+    while (a.rk && !*stop && !a.exit_status) {
+        if (!ensure_target(&a))
+            break;
+        if (a.need_resync && !resync(&a))
+            continue;
+        int64_t deadline = 0;
+        while (!*stop && a.nmsgs < (size_t)cfg->batch_max_events && !a.need_resync &&
+               !a.exit_status) {
+            int64_t now = now_ms();
+            if (deadline && now >= deadline)
+                break;
+            int wait = deadline ? (int)(deadline - now) : 200;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(a.rk, wait);
+            if (!m) {
+                if (!deadline)
+                    break; /* idle: look at waiting partitions */
+                continue;
+            }
+            if (m->err) {
+                /* A regex subscription with no matching topic yet is normal. */
+                if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                    cdc_debug("Kafka: %s", rd_kafka_message_errstr(m));
+                } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+                    cdc_error("%s [%d]: the recorded position is no longer in Kafka (%s): "
+                              "events were deleted before they were applied (retention); the "
+                              "target needs a new bootstrap",
+                              m->rkt ? rd_kafka_topic_name(m->rkt) : "?", m->partition,
+                              rd_kafka_message_errstr(m));
+                    a.exit_status = 1;
+                    rd_kafka_message_destroy(m);
+                    break;
+                }
+                else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    cdc_warn("Kafka: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            cdc_kafka_note_ok();
+            if (!deadline)
+                deadline = now + cfg->batch_max_ms;
+            if (!process(&a, m))
+                break;
+        }
+        if (a.exit_status || *stop)
+            break;
+        if (!a.need_resync && !flush_batch(&a))
+            break;
+        check_waiting(&a);
+    }
+
+    drop_batch(&a);
+    if (a.rk) {
+        rd_kafka_consumer_close(a.rk);
+        rd_kafka_destroy(a.rk);
+    }
+    if (a.dlq) {
+        rd_kafka_flush(a.dlq, 10000);
+        rd_kafka_destroy(a.dlq);
+    }
+    clear_parts(&a);
+    free(a.parts);
+    free(a.tables);
+    free(a.msgs);
+    for (size_t i = 0; i < a.nschemas; i++)
+        cdc_table_schema_free(a.schemas[i].s);
+    free(a.schemas);
+    free(a.schemas_topic);
+    cdc_event_free(&a.ev);
+    cdc_registry_destroy(a.reg);
+    target_destroy(a.tgt);
+    cdc_info("stopped");
+    return a.exit_status;
+}

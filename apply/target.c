@@ -1,0 +1,654 @@
+/*
+ * Target database operations of cdc-apply (see target.h). Every statement
+ * goes through run()/run_params(), which classify a failure as retriable
+ * (connection, serialization, deadlock) or as a rejection of the data.
+ */
+#include "target.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "cdc/buf.h"
+#include "cdc/fingerprint.h"
+#include "cdc/log.h"
+#include "sqlgen.h"
+
+#define SESSION_OPTIONS "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC"
+#define COPY_CHUNK (256 * 1024)
+
+typedef struct known_schema {
+    const cdc_table_schema *s;
+    bool committed;
+} known_schema;
+
+struct target {
+    char *conninfo;
+    char *state_schema; /* quoted */
+    char *group_id;
+    bool auto_create;
+    bool auto_evolve;
+    PGconn *conn;
+    known_schema *ready; /* tables known to match their schema */
+    size_t nready, capready;
+    cdc_buf sql;
+    cdc_buf copy;
+};
+
+target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
+                   bool auto_create, bool auto_evolve)
+{
+    target *t = cdc_xcalloc(1, sizeof *t);
+    t->conninfo = cdc_xstrdup(conninfo);
+    cdc_buf b;
+    cdc_buf_init(&b);
+    sql_ident(&b, state_schema);
+    t->state_schema = cdc_xstrdup(cdc_buf_cstr(&b));
+    cdc_buf_free(&b);
+    t->group_id = cdc_xstrdup(group_id);
+    t->auto_create = auto_create;
+    t->auto_evolve = auto_evolve;
+    return t;
+}
+
+void target_disconnect(target *t)
+{
+    if (t->conn)
+        PQfinish(t->conn);
+    t->conn = NULL;
+    t->nready = 0; /* re-check tables after a reconnect */
+}
+
+void target_destroy(target *t)
+{
+    if (!t)
+        return;
+    target_disconnect(t);
+    free(t->conninfo);
+    free(t->state_schema);
+    free(t->group_id);
+    free(t->ready);
+    cdc_buf_free(&t->sql);
+    cdc_buf_free(&t->copy);
+    free(t);
+}
+
+bool target_connected(const target *t)
+{
+    return t->conn && PQstatus(t->conn) == CONNECTION_OK;
+}
+
+static void one_line(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    for (size_t n = strlen(s); n > 0 && s[n - 1] == ' '; n--)
+        s[n - 1] = '\0';
+}
+
+/* Classify a failed result; fills errstr with Postgres' message. */
+static target_status failed(target *t, PGresult *res, char *errstr, size_t errstr_size)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(errstr, errstr_size, "%s%s%s", state ? state : "", state ? " " : "",
+             res ? PQresultErrorMessage(res) : PQerrorMessage(t->conn));
+    one_line(errstr);
+    if (PQstatus(t->conn) != CONNECTION_OK || !state)
+        return TARGET_RETRY;
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+        strcmp(state, "55P03") == 0)
+        return TARGET_RETRY;
+    return TARGET_REJECT;
+}
+
+static target_status run(target *t, const char *sql, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(t->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    target_status r = TARGET_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        r = failed(t, res, errstr, errstr_size);
+    PQclear(res);
+    return r;
+}
+
+static target_status run_params(target *t, const char *sql, int n, const char *const *vals,
+                                PGresult **out, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexecParams(t->conn, sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        target_status r = failed(t, res, errstr, errstr_size);
+        PQclear(res);
+        return r;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return TARGET_OK;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    cdc_debug("target: %s", msg);
+}
+
+target_status target_connect(target *t, char *errstr, size_t errstr_size)
+{
+    target_disconnect(t);
+    const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
+    const char *vals[] = {t->conninfo, SESSION_OPTIONS, "cdc-apply", NULL};
+    t->conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(t->conn) != CONNECTION_OK) {
+        snprintf(errstr, errstr_size, "%s", PQerrorMessage(t->conn));
+        one_line(errstr);
+        target_disconnect(t);
+        return TARGET_RETRY;
+    }
+    PQsetNoticeProcessor(t->conn, quiet, NULL);
+    cdc_buf *b = &t->sql;
+    cdc_buf_reset(b);
+    cdc_buf_printf(b,
+                   "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(7461, 1);"
+                   "CREATE SCHEMA IF NOT EXISTS %s;"
+                   "CREATE TABLE IF NOT EXISTS %s.apply_positions ("
+                   " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+                   " next_offset bigint NOT NULL, commit_lsn bigint NOT NULL,"
+                   " ordinal bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
+                   " PRIMARY KEY (group_id, topic, partition));"
+                   "CREATE TABLE IF NOT EXISTS %s.apply_truncates ("
+                   " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+                   " commit_lsn bigint NOT NULL, ordinal bigint NOT NULL,"
+                   " event_offset bigint NOT NULL,"
+                   " PRIMARY KEY (group_id, topic, commit_lsn, ordinal, partition));"
+                   "COMMIT",
+                   t->state_schema, t->state_schema, t->state_schema);
+    target_status r = run(t, cdc_buf_cstr(b), errstr, errstr_size);
+    if (r != TARGET_OK) {
+        target_disconnect(t);
+        return r == TARGET_REJECT ? TARGET_REJECT : TARGET_RETRY;
+    }
+    return TARGET_OK;
+}
+
+target_status target_position(target *t, const char *topic, int32_t partition, target_pos *out,
+                              char *errstr, size_t errstr_size)
+{
+    char part[16];
+    snprintf(part, sizeof part, "%d", partition);
+    const char *vals[] = {t->group_id, topic, part};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "SELECT next_offset, commit_lsn, ordinal FROM %s.apply_positions "
+                   "WHERE group_id = $1 AND topic = $2 AND partition = $3",
+                   t->state_schema);
+    PGresult *res = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    out->next_offset = -1;
+    out->commit_lsn = 0;
+    out->ordinal = -1;
+    if (PQntuples(res) == 1) {
+        out->next_offset = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        out->commit_lsn = (uint64_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        out->ordinal = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    }
+    PQclear(res);
+    return TARGET_OK;
+}
+
+target_status target_begin(target *t, char *errstr, size_t errstr_size)
+{
+    return run(t, "BEGIN", errstr, errstr_size);
+}
+
+target_status target_commit(target *t, char *errstr, size_t errstr_size)
+{
+    target_status r = run(t, "COMMIT", errstr, errstr_size);
+    if (r == TARGET_OK) {
+        for (size_t i = 0; i < t->nready; i++)
+            t->ready[i].committed = true;
+    } else {
+        /* A failed COMMIT leaves nothing: the transaction is gone either way. */
+        r = TARGET_RETRY;
+    }
+    return r;
+}
+
+void target_rollback(target *t)
+{
+    if (t->conn && PQstatus(t->conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(t->conn, "ROLLBACK");
+        PQclear(res);
+    }
+    /* Tables prepared inside the transaction may be gone again. */
+    size_t k = 0;
+    for (size_t i = 0; i < t->nready; i++)
+        if (t->ready[i].committed)
+            t->ready[k++] = t->ready[i];
+    t->nready = k;
+}
+
+target_status target_savepoint(target *t, const char *cmd, char *errstr, size_t errstr_size)
+{
+    return run(t, cmd, errstr, errstr_size);
+}
+
+target_status target_check_position(target *t, const char *topic, int32_t partition,
+                                    int64_t expected_next, bool *matches, char *errstr,
+                                    size_t errstr_size)
+{
+    char part[16];
+    snprintf(part, sizeof part, "%d", partition);
+    const char *vals[] = {t->group_id, topic, part};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "SELECT next_offset FROM %s.apply_positions "
+                   "WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+                   t->state_schema);
+    PGresult *res = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    int64_t stored = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    *matches = stored == expected_next;
+    PQclear(res);
+    return TARGET_OK;
+}
+
+target_status target_save_position(target *t, const char *topic, int32_t partition,
+                                   const target_pos *pos, char *errstr, size_t errstr_size)
+{
+    char part[16], off[24], lsn[24], ord[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(off, sizeof off, "%lld", (long long)pos->next_offset);
+    snprintf(lsn, sizeof lsn, "%lld", (long long)pos->commit_lsn);
+    snprintf(ord, sizeof ord, "%lld", (long long)pos->ordinal);
+    const char *vals[] = {t->group_id, topic, part, off, lsn, ord};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "INSERT INTO %s.apply_positions AS p "
+                   "(group_id, topic, partition, next_offset, commit_lsn, ordinal) "
+                   "VALUES ($1, $2, $3, $4, $5, $6) "
+                   "ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
+                   "next_offset = EXCLUDED.next_offset, commit_lsn = EXCLUDED.commit_lsn, "
+                   "ordinal = EXCLUDED.ordinal, updated_at = now()",
+                   t->state_schema);
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 6, vals, NULL, errstr, errstr_size);
+    /* Two processes inserting the first row: the loser re-reads. */
+    if (r == TARGET_REJECT && strncmp(errstr, "23505", 5) == 0)
+        r = TARGET_RETRY;
+    return r;
+}
+
+/* ---- tables ---- */
+
+static bool is_ready(const target *t, const cdc_table_schema *s)
+{
+    for (size_t i = 0; i < t->nready; i++)
+        if (t->ready[i].s == s)
+            return true;
+    return false;
+}
+
+static void mark_ready(target *t, const cdc_table_schema *s)
+{
+    if (t->nready == t->capready) {
+        t->capready = t->capready ? t->capready * 2 : 16;
+        t->ready = cdc_xrealloc(t->ready, t->capready * sizeof *t->ready);
+    }
+    t->ready[t->nready].s = s;
+    t->ready[t->nready].committed = false;
+    t->nready++;
+}
+
+target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
+                                   size_t errstr_size)
+{
+    if (is_ready(t, s))
+        return TARGET_OK;
+    cdc_buf qname;
+    cdc_buf_init(&qname);
+    sql_qualified(&qname, s->schema_name, s->table_name);
+    const char *vals[] = {cdc_buf_cstr(&qname)};
+    target_status r;
+    PGresult *res = NULL;
+    /* Serialise DDL on this table across cdc-apply processes. */
+    r = run_params(t, "SELECT pg_catalog.pg_advisory_xact_lock(7461, pg_catalog.hashtext($1))", 1,
+                   vals, NULL, errstr, errstr_size);
+    if (r != TARGET_OK)
+        goto done;
+    r = run_params(t,
+                   "SELECT a.attname FROM pg_catalog.pg_attribute a "
+                   "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 "
+                   "AND NOT a.attisdropped",
+                   1, vals, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        goto done;
+    char *exists = NULL;
+    {
+        PGresult *e = NULL;
+        r = run_params(t, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, vals, &e, errstr,
+                       errstr_size);
+        if (r != TARGET_OK)
+            goto done;
+        exists = cdc_xstrdup(PQgetvalue(e, 0, 0));
+        PQclear(e);
+    }
+    bool table_exists = exists[0] == 't';
+    free(exists);
+    cdc_buf *sql = &t->sql;
+    if (!table_exists) {
+        if (!t->auto_create) {
+            snprintf(errstr, errstr_size, "table %s does not exist (auto.create is false)",
+                     cdc_buf_cstr(&qname));
+            r = TARGET_REJECT;
+            goto done;
+        }
+        /* Enum types first: CREATE TYPE only where the type is missing. */
+        for (int i = 0; i < s->nfields; i++) {
+            const cdc_field *f = &s->fields[i];
+            if (!f->enum_json)
+                continue;
+            const char *tv[] = {f->pg_type};
+            PGresult *e = NULL;
+            r = run_params(t, "SELECT pg_catalog.to_regtype($1) IS NULL", 1, tv, &e, errstr,
+                           errstr_size);
+            if (r != TARGET_OK)
+                goto done;
+            bool missing = PQgetvalue(e, 0, 0)[0] == 't';
+            PQclear(e);
+            if (!missing)
+                continue;
+            cdc_buf_reset(sql);
+            if (sql_create_enum(sql, f, errstr, errstr_size) != 0) {
+                r = TARGET_REJECT;
+                goto done;
+            }
+            if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+                goto done;
+        }
+        cdc_buf_reset(sql);
+        if (sql_create_table(sql, s, errstr, errstr_size) != 0) {
+            r = TARGET_REJECT;
+            goto done;
+        }
+        if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+            goto done;
+        cdc_info("created table %s", cdc_buf_cstr(&qname));
+    } else {
+        for (int i = 0; i < s->nfields; i++) {
+            bool have = false;
+            for (int row = 0; row < PQntuples(res); row++)
+                if (strcmp(PQgetvalue(res, row, 0), s->fields[i].pg_name) == 0)
+                    have = true;
+            if (have)
+                continue;
+            if (!t->auto_evolve) {
+                snprintf(errstr, errstr_size,
+                         "table %s has no column %s (auto.evolve is false)",
+                         cdc_buf_cstr(&qname), s->fields[i].pg_name);
+                r = TARGET_REJECT;
+                goto done;
+            }
+            cdc_buf_reset(sql);
+            if (sql_add_column(sql, s, i, errstr, errstr_size) != 0) {
+                r = TARGET_REJECT;
+                goto done;
+            }
+            if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+                goto done;
+            cdc_info("added column %s to %s", s->fields[i].pg_name, cdc_buf_cstr(&qname));
+        }
+    }
+    mark_ready(t, s);
+    r = TARGET_OK;
+done:
+    PQclear(res);
+    cdc_buf_free(&qname);
+    return r;
+}
+
+target_status target_truncate(target *t, const cdc_table_schema *s, char *errstr,
+                              size_t errstr_size)
+{
+    cdc_buf_reset(&t->sql);
+    sql_truncate(&t->sql, s);
+    return run(t, cdc_buf_cstr(&t->sql), errstr, errstr_size);
+}
+
+/* ---- batches ---- */
+
+static void stage_name(const cdc_table_schema *s, char out[40])
+{
+    char hex[17];
+    cdc_fingerprint_hex(cdc_crc64_avro(s->json, strlen(s->json)), hex);
+    snprintf(out, 40, "cdc_stage_%s", hex);
+}
+
+static const char *val_text(const batch *b, const batch_val *v)
+{
+    return v->state == CDC_COL_VALUE ? batch_text(b, v) : NULL;
+}
+
+static target_status apply_keyless(target *t, const cdc_table_schema *s, const batch *b,
+                                   char *errstr, size_t errstr_size)
+{
+    int n = s->nfields;
+    const char **params = cdc_xcalloc((size_t)(2 * n + 1), sizeof *params);
+    cdc_buf ins, upd, del;
+    cdc_buf_init(&ins);
+    cdc_buf_init(&upd);
+    cdc_buf_init(&del);
+    sql_keyless_insert(&ins, s);
+    sql_keyless_update(&upd, s);
+    sql_keyless_delete(&del, s);
+    target_status r = TARGET_OK;
+    for (size_t i = 0; i < batch_count(b) && r == TARGET_OK; i++) {
+        const batch_row *row = batch_row_at(b, i);
+        const char *sql;
+        int np = n;
+        if (row->op == BATCH_INSERT) {
+            for (int c = 0; c < n; c++)
+                params[c] = val_text(b, &row->vals[c]);
+            sql = cdc_buf_cstr(&ins);
+        } else if (row->op == BATCH_ROW_UPDATE) {
+            for (int c = 0; c < n; c++) {
+                params[c] = val_text(b, &row->old[c]);
+                /* An unchanged TOASTed value keeps the old one. */
+                const batch_val *v =
+                    row->vals[c].state == CDC_COL_UNCHANGED ? &row->old[c] : &row->vals[c];
+                params[n + c] = val_text(b, v);
+            }
+            np = 2 * n;
+            sql = cdc_buf_cstr(&upd);
+        } else {
+            for (int c = 0; c < n; c++)
+                params[c] = val_text(b, &row->old[c]);
+            sql = cdc_buf_cstr(&del);
+        }
+        PGresult *res = NULL;
+        r = run_params(t, sql, np, params, &res, errstr, errstr_size);
+        /* Exactly one row must match the old image; none means divergence. */
+        if (r == TARGET_OK && row->op != BATCH_INSERT && strcmp(PQcmdTuples(res), "1") != 0) {
+            snprintf(errstr, errstr_size, "no row of %s.%s equals the old row of the %s",
+                     s->schema_name, s->table_name,
+                     row->op == BATCH_ROW_UPDATE ? "update" : "delete");
+            r = TARGET_REJECT;
+        }
+        PQclear(res);
+    }
+    free(params);
+    cdc_buf_free(&ins);
+    cdc_buf_free(&upd);
+    cdc_buf_free(&del);
+    return r;
+}
+
+target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b,
+                                 char *errstr, size_t errstr_size)
+{
+    if (batch_count(b) == 0)
+        return TARGET_OK;
+    if (batch_keyless(b))
+        return apply_keyless(t, s, b, errstr, errstr_size);
+
+    char stage[40];
+    stage_name(s, stage);
+    cdc_buf *sql = &t->sql;
+    cdc_buf_reset(sql);
+    if (sql_create_stage(sql, s, stage, errstr, errstr_size) != 0)
+        return TARGET_REJECT;
+    target_status r = run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+
+    cdc_buf_reset(sql);
+    sql_copy_stage(sql, s, stage);
+    PGresult *res = PQexec(t->conn, cdc_buf_cstr(sql));
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        r = failed(t, res, errstr, errstr_size);
+        PQclear(res);
+        return r;
+    }
+    PQclear(res);
+
+    int n = s->nfields;
+    const char **vals = cdc_xcalloc((size_t)n + 1, sizeof *vals);
+    char *keep = cdc_xmalloc((size_t)n + 1);
+    bool any[128] = {false};
+    cdc_buf *copy = &t->copy;
+    cdc_buf_reset(copy);
+    for (size_t i = 0; i < batch_count(b); i++) {
+        const batch_row *row = batch_row_at(b, i);
+        for (int c = 0; c < n; c++) {
+            vals[c] = val_text(b, &row->vals[c]);
+            keep[c] = row->vals[c].state == CDC_COL_UNCHANGED ? '1' : '0';
+        }
+        keep[n] = '\0';
+        any[(unsigned char)row->op & 127] = true;
+        sql_copy_line(copy, n, vals, (char)row->op, keep);
+        if (copy->len >= COPY_CHUNK) {
+            if (PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len) != 1)
+                break;
+            cdc_buf_reset(copy);
+        }
+    }
+    free(vals);
+    free(keep);
+    if (copy->len > 0)
+        PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len);
+    PQputCopyEnd(t->conn, NULL);
+    r = TARGET_OK;
+    while ((res = PQgetResult(t->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && r == TARGET_OK)
+            r = failed(t, res, errstr, errstr_size);
+        PQclear(res);
+    }
+    if (r != TARGET_OK)
+        return r;
+
+    /* Deletes first: a key deleted and re-inserted in one batch is an upsert. */
+    if (any[BATCH_DELETE]) {
+        cdc_buf_reset(sql);
+        sql_merge_delete(sql, s, stage);
+        if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+            return r;
+    }
+    if (any[BATCH_UPSERT]) {
+        cdc_buf_reset(sql);
+        sql_merge_upsert(sql, s, stage);
+        if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+            return r;
+    }
+    if (any[BATCH_UPDATE]) {
+        cdc_buf_reset(sql);
+        sql_merge_update(sql, s, stage);
+        if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+            return r;
+    }
+    /* The stage is ON COMMIT DELETE ROWS, but a batch may write a table twice. */
+    cdc_buf_reset(sql);
+    cdc_buf_printf(sql, "TRUNCATE %s", stage);
+    return run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+}
+
+/* ---- truncates ---- */
+
+target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const char *topic,
+                                     int32_t partition, int npartitions, uint64_t commit_lsn,
+                                     int64_t ordinal, int64_t offset, bool *done, char *errstr,
+                                     size_t errstr_size)
+{
+    char part[16], lsn[24], ord[24], off[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(lsn, sizeof lsn, "%lld", (long long)commit_lsn);
+    snprintf(ord, sizeof ord, "%lld", (long long)ordinal);
+    snprintf(off, sizeof off, "%lld", (long long)offset);
+    *done = false;
+    const char *v6[] = {t->group_id, topic, part, lsn, ord, off};
+    cdc_buf *sql = &t->sql;
+    cdc_buf_reset(sql);
+    cdc_buf_printf(sql,
+                   "INSERT INTO %s.apply_truncates "
+                   "(group_id, topic, partition, commit_lsn, ordinal, event_offset) "
+                   "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                   t->state_schema);
+    target_status r = run_params(t, cdc_buf_cstr(sql), 6, v6, NULL, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    /* One completer per truncate, whichever process arrives last. */
+    const char *v2[] = {t->group_id, topic};
+    r = run_params(t,
+                   "SELECT pg_catalog.pg_advisory_xact_lock(7462, "
+                   "pg_catalog.hashtext($1 || '/' || $2))",
+                   2, v2, NULL, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    const char *v4[] = {t->group_id, topic, lsn, ord};
+    cdc_buf_reset(sql);
+    cdc_buf_printf(sql,
+                   "SELECT partition, event_offset FROM %s.apply_truncates "
+                   "WHERE group_id = $1 AND topic = $2 AND commit_lsn = $3 AND ordinal = $4",
+                   t->state_schema);
+    PGresult *res = NULL;
+    r = run_params(t, cdc_buf_cstr(sql), 4, v4, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    if (PQntuples(res) < npartitions) {
+        PQclear(res);
+        return TARGET_OK; /* others have not reached it yet */
+    }
+    r = target_truncate(t, s, errstr, errstr_size);
+    for (int i = 0; i < PQntuples(res) && r == TARGET_OK; i++) {
+        target_pos pos = {
+            .next_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10) + 1,
+            .commit_lsn = commit_lsn,
+            .ordinal = ordinal,
+        };
+        r = target_save_position(t, topic, (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10),
+                                 &pos, errstr, errstr_size);
+    }
+    PQclear(res);
+    if (r != TARGET_OK)
+        return r;
+    cdc_buf_reset(sql);
+    cdc_buf_printf(sql,
+                   "DELETE FROM %s.apply_truncates "
+                   "WHERE group_id = $1 AND topic = $2 AND commit_lsn = $3 AND ordinal = $4",
+                   t->state_schema);
+    r = run_params(t, cdc_buf_cstr(sql), 4, v4, NULL, errstr, errstr_size);
+    if (r == TARGET_OK) {
+        *done = true;
+        cdc_info("truncated %s.%s (all %d partitions of %s reached the truncate)",
+                 s->schema_name, s->table_name, npartitions, topic);
+    }
+    return r;
+}

@@ -1,0 +1,85 @@
+/*
+ * The target database side of cdc-apply: connection, applied positions,
+ * table creation and evolution, and writing one batch of a table.
+ *
+ * Positions: table {state.schema}.apply_positions holds, per consumer
+ * group and topic-partition, the next Kafka offset to read and the highest
+ * (commit_lsn, ordinal) applied. It is written in the same transaction as
+ * the rows it covers, which is what makes the effect exactly-once.
+ */
+#ifndef CDC_APPLY_TARGET_H
+#define CDC_APPLY_TARGET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "cdc/event.h"
+
+typedef struct target target;
+
+typedef struct target_pos {
+    int64_t next_offset; /* -1 when nothing is recorded */
+    uint64_t commit_lsn;
+    int64_t ordinal;
+} target_pos;
+
+/* Outcome of a statement: retriable (connection) vs rejected (the data). */
+typedef enum target_status {
+    TARGET_OK = 0,
+    TARGET_RETRY = 1,  /* connection lost or similar: reconnect, replay */
+    TARGET_REJECT = 2, /* the target refused the rows: errstr and sqlstate say why */
+} target_status;
+
+target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
+                   bool auto_create, bool auto_evolve);
+void target_destroy(target *t);
+bool target_connected(const target *t);
+/* Connect and create the state tables if needed. */
+target_status target_connect(target *t, char *errstr, size_t errstr_size);
+void target_disconnect(target *t);
+
+/* Read the recorded position of a partition (outside any batch). */
+target_status target_position(target *t, const char *topic, int32_t partition,
+                              target_pos *out, char *errstr, size_t errstr_size);
+
+target_status target_begin(target *t, char *errstr, size_t errstr_size);
+target_status target_commit(target *t, char *errstr, size_t errstr_size);
+void target_rollback(target *t);
+target_status target_savepoint(target *t, const char *cmd, char *errstr, size_t errstr_size);
+
+/*
+ * Inside a batch transaction: lock the position row of the partition and
+ * report whether it still says `expected_next` (-1 = no row). A mismatch
+ * means another process applied this partition meanwhile (a rebalance):
+ * the caller must roll back and re-read.
+ */
+target_status target_check_position(target *t, const char *topic, int32_t partition,
+                                    int64_t expected_next, bool *matches, char *errstr,
+                                    size_t errstr_size);
+target_status target_save_position(target *t, const char *topic, int32_t partition,
+                                   const target_pos *pos, char *errstr, size_t errstr_size);
+
+/* Make sure the table of `s` exists with all its columns (auto.create/evolve). */
+target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
+                                   size_t errstr_size);
+/* Write the reduced rows of `b` (whose schema is `s`). */
+target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b,
+                                 char *errstr, size_t errstr_size);
+target_status target_truncate(target *t, const cdc_table_schema *s, char *errstr,
+                              size_t errstr_size);
+
+/*
+ * Truncate coordination across partitions (and processes): record that
+ * `partition` reached the truncate at (commit_lsn, ordinal) whose event is
+ * at `offset`, then, if every one of `npartitions` partitions has, apply
+ * the truncate and move each of those partitions' position past its
+ * truncate event. *done tells whether the truncate is applied (by this call
+ * or earlier).
+ */
+target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const char *topic,
+                                     int32_t partition, int npartitions, uint64_t commit_lsn,
+                                     int64_t ordinal, int64_t offset, bool *done, char *errstr,
+                                     size_t errstr_size);
+
+#endif

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# End-to-end catch-up: cdc-capture + cdc-apply through cdc-devbroker against
+# PostgreSQL's native logical replication, measured in the same run.
+#
+# With both pipelines stopped, loads about 1,000,000 row changes into the
+# source (inserts, then updates of a third of the rows, then deletes of a
+# tenth), with two slots created at the same LSN before the load. Then times
+# (a) a CREATE SUBSCRIPTION in a second database of the same server and
+# (b) cdc-capture + cdc-apply into a third database, each until its target
+# equals the source, and prints rows/s of both, the ratio and peak RSS.
+#
+#   bench/pipeline.sh [--changes N] [--partitions P]
+# --partitions: partitions of the table topic, created up front in
+# cdc-devbroker (its mock keeps only ~5 MB per partition: enough partitions
+# keep the backlog of a catch-up within that).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+CHANGES=1000000
+PARTS=16
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --changes) CHANGES=$2; shift 2 ;;
+    --partitions) PARTS=$2; shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+# inserts + inserts/3 + inserts/10 = changes
+INSERTS=$((CHANGES * 30 / 43))
+UPDATES=$((INSERTS / 3))
+DELETES=$((INSERTS / 10))
+TOTAL=$((INSERTS + UPDATES + DELETES))
+
+scripts/deps
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+
+WORK=$(mktemp -d /tmp/cdc-bench.XXXXXX)
+chmod 755 "$WORK"
+PORT=$(free_port)
+cleanup() {
+    for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do kill "$p" 2>/dev/null || true; done
+    pg_stop "$WORK/pg"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+pg_start "$WORK/pg" "$PORT" "max_logical_replication_workers = 4"
+PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
+for db in bench native pipe; do "$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres $db; done
+DDL="CREATE TABLE payments (
+    id bigint PRIMARY KEY, debit_account int NOT NULL, credit_account int NOT NULL,
+    amount numeric(18,2) NOT NULL, currency char(3) NOT NULL,
+    created_at timestamptz NOT NULL, memo text);
+CREATE TABLE bench_done (id int PRIMARY KEY);"
+"${PSQL[@]}" -d bench -c "$DDL"
+"${PSQL[@]}" -d native -c "$DDL"
+"${PSQL[@]}" -d bench <<SQL
+CREATE PUBLICATION cdc FOR TABLE payments, bench_done;
+SELECT 'slot' FROM pg_create_logical_replication_slot('native', 'pgoutput');
+SELECT 'slot' FROM pg_create_logical_replication_slot('cdc_bench', 'pgoutput');
+SQL
+echo "loading $TOTAL row changes ($INSERTS inserts, $UPDATES updates, $DELETES deletes)..."
+"${PSQL[@]}" -d bench <<SQL
+INSERT INTO payments
+SELECT g, (g * 7) % 10000, (g * 13) % 10000, ((g * 7919) % 10000000) / 100.0, 'EUR',
+       timestamptz '2026-01-01' + g * interval '1 second', 'invoice ' || g
+FROM generate_series(1, $INSERTS) g;
+UPDATE payments SET amount = amount + 0.01, memo = memo || ' paid' WHERE id % 3 = 0;
+DELETE FROM payments WHERE id % 10 = 0;
+INSERT INTO bench_done VALUES (1);
+SQL
+SRC_SUM=$("${PSQL[@]}" -d bench -Atc "SELECT count(*) || '/' || sum(amount) || '/' || sum(hashtext(memo)) FROM payments")
+
+now() { date +%s.%N; }
+target_sum() {
+    "${PSQL[@]}" -d "$1" -Atc "SELECT count(*) || '/' || coalesce(sum(amount), 0) || '/' || coalesce(sum(hashtext(memo)), 0) FROM payments" 2>/dev/null || true
+}
+wait_equal() { # db
+    until [ "$("${PSQL[@]}" -d "$1" -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
+          [ "$(target_sum "$1")" = "$SRC_SUM" ]; do
+        sleep 0.2
+    done
+}
+
+# (a) native logical replication
+T0=$(now)
+"${PSQL[@]}" -d native -c "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$PORT user=postgres dbname=bench' PUBLICATION cdc WITH (create_slot = false, slot_name = 'native', copy_data = false)"
+wait_equal native
+T1=$(now)
+NATIVE_S=$(echo "$T1 - $T0" | bc -l)
+"${PSQL[@]}" -d native -c "ALTER SUBSCRIPTION native DISABLE" -c "ALTER SUBSCRIPTION native SET (slot_name = NONE)" -c "DROP SUBSCRIPTION native"
+
+# (b) cdc-capture + cdc-apply through cdc-devbroker
+devbroker_start build/bin/cdc-devbroker "$WORK/devbroker.log"
+echo "create cdc.public.payments $PARTS" >&9
+T0=$(now)
+build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=bench" \
+    -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s slot.name=cdc_bench -s publication.name=cdc \
+    -s log.level=warn 2>"$WORK/capture.log" &
+CAP_PID=$!
+build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=pipe" \
+    -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s kafka.session.timeout.ms=6000 \
+    -s log.level=warn 2>"$WORK/apply.log" &
+APPLY_PID=$!
+until [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
+      [ "$(target_sum pipe)" = "$SRC_SUM" ]; do
+    for p in $CAP_PID $APPLY_PID; do
+        kill -0 "$p" 2>/dev/null || { echo "a daemon exited:" >&2; cat "$WORK/capture.log" "$WORK/apply.log" >&2; exit 1; }
+    done
+    sleep 0.2
+done
+T1=$(now)
+CAP_RSS=$(peak_rss_mib "$CAP_PID")
+APPLY_RSS=$(peak_rss_mib "$APPLY_PID")
+PIPE_S=$(echo "$T1 - $T0" | bc -l)
+kill -TERM "$CAP_PID" "$APPLY_PID"
+wait "$CAP_PID" "$APPLY_PID" || true
+CAP_PID= APPLY_PID=
+
+# Row-by-row check of both targets against the source (not timed).
+fingerprint() { "${PSQL[@]}" -d "$1" -Atc "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"; }
+SRC_FP=$(fingerprint bench)
+[ "$(fingerprint native)" = "$SRC_FP" ] || { echo "native target differs from the source" >&2; exit 1; }
+[ "$(fingerprint pipe)" = "$SRC_FP" ] || { echo "cdc target differs from the source" >&2; exit 1; }
+
+printf '\nrow changes: %d (both targets equal to the source, row by row)\n' "$TOTAL"
+printf '%-34s %8.2f s %10.0f rows/s\n' "native logical replication" "$NATIVE_S" "$(echo "$TOTAL / $NATIVE_S" | bc -l)"
+printf '%-34s %8.2f s %10.0f rows/s   peak RSS capture %s MiB, apply %s MiB\n' \
+    "cdc-capture + cdc-apply (devbroker)" "$PIPE_S" "$(echo "$TOTAL / $PIPE_S" | bc -l)" "$CAP_RSS" "$APPLY_RSS"
+printf 'ratio cdc / native: %.2f (target >= 1.0)\n' "$(echo "$NATIVE_S / $PIPE_S" | bc -l)"
