@@ -44,10 +44,10 @@
 typedef struct part_state {
     char *topic;
     int32_t partition;
-    target_pos stored;     /* what the target records (as last read or written) */
-    bool pending;          /* touched by the current batch */
-    target_pos next;       /* position after the current batch */
-    bool waiting;          /* paused at a truncate other partitions have not reached */
+    target_pos stored; /* what the target records (as last read or written) */
+    bool pending;      /* touched by the current batch */
+    target_pos next;   /* position after the current batch */
+    bool waiting;      /* paused at a truncate other partitions have not reached */
     uint64_t wait_lsn;
     int64_t wait_ord;
     bool used;
@@ -80,11 +80,15 @@ typedef struct applier {
     size_t ntables;
     rd_kafka_message_t **msgs; /* raw messages of the current batch, in order */
     size_t nmsgs;
-    size_t events;             /* events folded into the current batch */
+    size_t events; /* events folded into the current batch */
     char *schemas_topic;
-    bool need_resync;          /* re-read positions and seek every partition */
-    int exit_status;           /* set when the daemon must stop with an error */
+    bool need_resync; /* re-read positions and seek every partition */
+    int exit_status;  /* set when the daemon must stop with an error */
     cdc_event ev;
+    /* Counters for the periodic progress line. */
+    int64_t stat_since;
+    uint64_t stat_events, stat_batches;
+    int64_t stat_db_ms;
     char err[2048];
     char state_err[2048];
 } applier;
@@ -215,48 +219,92 @@ static bool resync(applier *a)
     return true;
 }
 
+/* Read a newly assigned partition's position from the target. */
+static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
+{
+    part_state *p = &a->parts[a->nparts++];
+    memset(p, 0, sizeof *p);
+    p->used = true;
+    p->topic = cdc_xstrdup(tp->topic);
+    p->partition = tp->partition;
+    p->stored.next_offset = -1;
+    /* Positions come from the target; wait for it if it is down. */
+    while (!*a->stop) {
+        if (ensure_target(a) && target_position(a->tgt, p->topic, p->partition, &p->stored, a->err,
+                                                sizeof a->err) == TARGET_OK)
+            break;
+        if (a->exit_status)
+            break;
+        target_problem(a, a->err);
+        target_disconnect(a->tgt);
+    }
+    tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/*
+ * With the cooperative protocol (the default assignor, cooperative-sticky)
+ * a rebalance only adds or removes the partitions that move: a new table
+ * topic joins without interrupting the others. Revocation drops the batch
+ * (it may hold events of a partition that now belongs to another process)
+ * and re-reads the remaining partitions from their recorded positions.
+ */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     applier *a = opaque;
-    /* Whatever was read but not applied belongs to the new owner now. */
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (!cooperative) {
+            drop_batch(a);
+            clear_parts(a);
+        }
+        a->parts = cdc_xrealloc(a->parts, (a->nparts + (size_t)parts->cnt + 1) * sizeof *a->parts);
+        for (int i = 0; i < parts->cnt; i++)
+            add_part(a, &parts->elems[i]);
+        cdc_info("assigned %d partitions (%zu in all)", parts->cnt, a->nparts);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) {
+                cdc_error("incremental assign: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, parts);
+            a->need_resync = false;
+        }
+        return;
+    }
     drop_batch(a);
-    clear_parts(a);
-    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (!cooperative) {
+        clear_parts(a);
         rd_kafka_assign(rk, NULL);
         return;
     }
-    a->parts = cdc_xrealloc(a->parts, ((size_t)parts->cnt + 1) * sizeof *a->parts);
-    for (int i = 0; i < parts->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        part_state *p = &a->parts[a->nparts++];
-        memset(p, 0, sizeof *p);
-        p->used = true;
-        p->topic = cdc_xstrdup(tp->topic);
-        p->partition = tp->partition;
-        p->stored.next_offset = -1;
-        /* Positions come from the target; wait for it if it is down. */
-        while (!*a->stop) {
-            if (ensure_target(a) &&
-                target_position(a->tgt, p->topic, p->partition, &p->stored, a->err,
-                                sizeof a->err) == TARGET_OK)
-                break;
-            if (a->exit_status)
-                break;
-            target_problem(a, a->err);
-            target_disconnect(a->tgt);
-        }
-        tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    size_t k = 0;
+    for (size_t i = 0; i < a->nparts; i++) {
+        bool revoked = false;
+        for (int j = 0; j < parts->cnt; j++)
+            if (parts->elems[j].partition == a->parts[i].partition &&
+                strcmp(parts->elems[j].topic, a->parts[i].topic) == 0)
+                revoked = true;
+        if (revoked)
+            free(a->parts[i].topic);
+        else
+            a->parts[k++] = a->parts[i];
     }
-    cdc_info("assigned %d partitions", parts->cnt);
-    rd_kafka_assign(rk, parts);
-    a->need_resync = false;
+    a->nparts = k;
+    cdc_info("revoked %d partitions (%zu left)", parts->cnt, a->nparts);
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+    if (e) {
+        cdc_error("incremental unassign: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    a->need_resync = a->nparts > 0;
 }
 
 /* ---- schemas ---- */
 
-static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr,
-                                          size_t errstr_size)
+static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < a->nschemas; i++)
         if (a->schemas[i].fp == fp)
@@ -306,8 +354,7 @@ static const cdc_table_schema *decode(applier *a, const rd_kafka_message_t *m, c
 
 static bool same_table(const cdc_table_schema *x, const cdc_table_schema *y)
 {
-    return strcmp(x->schema_name, y->schema_name) == 0 &&
-           strcmp(x->table_name, y->table_name) == 0;
+    return strcmp(x->schema_name, y->schema_name) == 0 && strcmp(x->table_name, y->table_name) == 0;
 }
 
 /* True if `s` has a column the batch schema lacks (a newer version). */
@@ -332,8 +379,7 @@ static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
-static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table,
-                    const char *error)
+static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table, const char *error)
 {
     if (!a->dlq) {
         static const cdc_kv defaults[] = {{"enable.idempotence", "true"},
@@ -435,8 +481,8 @@ static target_status check_positions(applier *a, bool *ok)
         if (r != TARGET_OK)
             return r;
         if (!*ok)
-            cdc_warn("%s [%d] was applied by another process; re-reading its position",
-                     p->topic, p->partition);
+            cdc_warn("%s [%d] was applied by another process; re-reading its position", p->topic,
+                     p->partition);
     }
     return TARGET_OK;
 }
@@ -473,6 +519,7 @@ static bool flush_batch(applier *a)
         return true;
     }
     const char *table = NULL;
+    int64_t t0 = now_ms();
     for (size_t i = 0; i < a->ntables && r == TARGET_OK; i++) {
         table_batch *tb = &a->tables[i];
         table = tb->schema->table_name;
@@ -485,6 +532,9 @@ static bool flush_batch(applier *a)
     if (r == TARGET_OK)
         r = target_commit(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_OK) {
+        a->stat_db_ms += now_ms() - t0;
+        a->stat_events += a->events;
+        a->stat_batches++;
         cdc_debug("applied %zu events", a->events);
         positions_committed(a);
         drop_batch(a);
@@ -542,8 +592,8 @@ static bool apply_one_by_one(applier *a)
         }
         char derr[1024];
         const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
-        if (s && pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn,
-                         p->next.ordinal) <= 0 &&
+        if (s &&
+            pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn, p->next.ordinal) <= 0 &&
             p->next.next_offset >= 0) {
             p->next.next_offset = after.next_offset; /* a repeat */
             continue;
@@ -557,11 +607,13 @@ static bool apply_one_by_one(applier *a)
                 break;
             single = batch_new(s);
             r = batch_add(single, s, &a->ev, a->err, sizeof a->err) == 0 ? TARGET_OK
-                                                                          : TARGET_REJECT;
+                                                                         : TARGET_REJECT;
             if (r == TARGET_OK)
                 r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
             if (r == TARGET_OK)
                 r = target_apply_batch(a->tgt, s, single, a->err, sizeof a->err);
+            if (r == TARGET_OK)
+                r = target_clear_stage(a->tgt, s, a->err, sizeof a->err);
             batch_destroy(single);
             single = NULL;
             if (r == TARGET_REJECT) {
@@ -570,8 +622,7 @@ static bool apply_one_by_one(applier *a)
                                                     a->err + strlen(a->err), 1);
                 r = rr == TARGET_OK ? TARGET_OK : TARGET_RETRY;
             } else if (r == TARGET_OK) {
-                r = target_savepoint(a->tgt, "RELEASE SAVEPOINT cdc_event", a->err,
-                                     sizeof a->err);
+                r = target_savepoint(a->tgt, "RELEASE SAVEPOINT cdc_event", a->err, sizeof a->err);
             }
             if (r != TARGET_OK)
                 break;
@@ -583,8 +634,8 @@ static bool apply_one_by_one(applier *a)
             if (!tolerate) {
                 cdc_error("stopping at %s [%d] offset %lld, table %s: %s (errors.tolerance=none; "
                           "fix the cause and restart: cdc-apply resumes at this event)",
-                          rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
-                          tname, error);
+                          rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset, tname,
+                          error);
                 stop = true;
                 break;
             }
@@ -673,8 +724,8 @@ static bool handle_truncate(applier *a, part_state *p, const cdc_table_schema *s
     }
     if (r == TARGET_REJECT) {
         target_rollback(a->tgt);
-        cdc_error("cannot truncate %s.%s (%s [%d] offset %lld): %s", s->schema_name,
-                  s->table_name, p->topic, p->partition, (long long)m->offset, a->err);
+        cdc_error("cannot truncate %s.%s (%s [%d] offset %lld): %s", s->schema_name, s->table_name,
+                  p->topic, p->partition, (long long)m->offset, a->err);
         a->exit_status = 1;
         return false;
     }
@@ -718,8 +769,8 @@ static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char 
 {
     /* The event-by-event path keeps the order and decides about it. */
     a->msgs[a->nmsgs++] = m;
-    cdc_warn("cannot decode %s [%d] offset %lld: %s", p->topic, p->partition,
-             (long long)m->offset, why);
+    cdc_warn("cannot decode %s [%d] offset %lld: %s", p->topic, p->partition, (long long)m->offset,
+             why);
     return apply_one_by_one(a);
 }
 
@@ -799,12 +850,12 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         /* Never skip silently: an offset Kafka no longer has is an error. */
         {"auto.offset.reset", "error"},
         {"client.id", "cdc-apply"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
         /* New table topics are found by the regex on each metadata refresh. */
         {"topic.metadata.refresh.interval.ms", "5000"},
     };
-    rd_kafka_conf_t *conf = cdc_kafka_conf_new(&cfg->kafka, defaults,
-                                               sizeof defaults / sizeof defaults[0], errstr,
-                                               errstr_size);
+    rd_kafka_conf_t *conf = cdc_kafka_conf_new(
+        &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
     if (!conf)
         return NULL;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -897,8 +948,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                     a.exit_status = 1;
                     rd_kafka_message_destroy(m);
                     break;
-                }
-                else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     cdc_warn("Kafka: %s", rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 continue;
@@ -914,6 +964,19 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         if (!a.need_resync && !flush_batch(&a))
             break;
         check_waiting(&a);
+        int64_t now = now_ms();
+        if (now - a.stat_since >= 10000) {
+            if (a.stat_events > 0)
+                cdc_info("applied %llu events in %llu batches in the last %.0f s (%.0f events/s, "
+                         "%.0f%% of the time writing to the target)",
+                         (unsigned long long)a.stat_events, (unsigned long long)a.stat_batches,
+                         (double)(now - a.stat_since) / 1000.0,
+                         (double)a.stat_events * 1000.0 / (double)(now - a.stat_since),
+                         100.0 * (double)a.stat_db_ms / (double)(now - a.stat_since));
+            a.stat_since = now;
+            a.stat_events = a.stat_batches = 0;
+            a.stat_db_ms = 0;
+        }
     }
 
     drop_batch(&a);

@@ -99,8 +99,7 @@ static target_status failed(target *t, PGresult *res, char *errstr, size_t errst
     if (PQstatus(t->conn) != CONNECTION_OK || !state)
         return TARGET_RETRY;
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0)
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0)
         return TARGET_RETRY;
     return TARGET_REJECT;
 }
@@ -392,8 +391,7 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
             if (have)
                 continue;
             if (!t->auto_evolve) {
-                snprintf(errstr, errstr_size,
-                         "table %s has no column %s (auto.evolve is false)",
+                snprintf(errstr, errstr_size, "table %s has no column %s (auto.evolve is false)",
                          cdc_buf_cstr(&qname), s->fields[i].pg_name);
                 r = TARGET_REJECT;
                 goto done;
@@ -492,8 +490,8 @@ static target_status apply_keyless(target *t, const cdc_table_schema *s, const b
     return r;
 }
 
-target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b,
-                                 char *errstr, size_t errstr_size)
+target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
+                                 size_t errstr_size)
 {
     if (batch_count(b) == 0)
         return TARGET_OK;
@@ -574,10 +572,19 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
         if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
             return r;
     }
-    /* The stage is ON COMMIT DELETE ROWS, but a batch may write a table twice. */
-    cdc_buf_reset(sql);
-    cdc_buf_printf(sql, "TRUNCATE %s", stage);
-    return run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+    return TARGET_OK;
+}
+
+target_status target_clear_stage(target *t, const cdc_table_schema *s, char *errstr,
+                                 size_t errstr_size)
+{
+    if (s->nkey == 0)
+        return TARGET_OK; /* keyless tables do not use a stage */
+    char stage[40];
+    stage_name(s, stage);
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql, "TRUNCATE pg_temp.%s", stage);
+    return run(t, cdc_buf_cstr(&t->sql), errstr, errstr_size);
 }
 
 /* ---- truncates ---- */
@@ -633,8 +640,8 @@ target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const
             .commit_lsn = commit_lsn,
             .ordinal = ordinal,
         };
-        r = target_save_position(t, topic, (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10),
-                                 &pos, errstr, errstr_size);
+        r = target_save_position(t, topic, (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10), &pos,
+                                 errstr, errstr_size);
     }
     PQclear(res);
     if (r != TARGET_OK)
@@ -647,8 +654,8 @@ target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const
     r = run_params(t, cdc_buf_cstr(sql), 4, v4, NULL, errstr, errstr_size);
     if (r == TARGET_OK) {
         *done = true;
-        cdc_info("truncated %s.%s (all %d partitions of %s reached the truncate)",
-                 s->schema_name, s->table_name, npartitions, topic);
+        cdc_info("truncated %s.%s (all %d partitions of %s reached the truncate)", s->schema_name,
+                 s->table_name, npartitions, topic);
     }
     return r;
 }

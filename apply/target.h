@@ -40,8 +40,8 @@ target_status target_connect(target *t, char *errstr, size_t errstr_size);
 void target_disconnect(target *t);
 
 /* Read the recorded position of a partition (outside any batch). */
-target_status target_position(target *t, const char *topic, int32_t partition,
-                              target_pos *out, char *errstr, size_t errstr_size);
+target_status target_position(target *t, const char *topic, int32_t partition, target_pos *out,
+                              char *errstr, size_t errstr_size);
 
 target_status target_begin(target *t, char *errstr, size_t errstr_size);
 target_status target_commit(target *t, char *errstr, size_t errstr_size);
@@ -64,8 +64,14 @@ target_status target_save_position(target *t, const char *topic, int32_t partiti
 target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
                                    size_t errstr_size);
 /* Write the reduced rows of `b` (whose schema is `s`). */
-target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b,
-                                 char *errstr, size_t errstr_size);
+target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
+                                 size_t errstr_size);
+/*
+ * Empty the stage of `s`. The stage is ON COMMIT DELETE ROWS, so this is
+ * only needed when one transaction writes the same table twice.
+ */
+target_status target_clear_stage(target *t, const cdc_table_schema *s, char *errstr,
+                                 size_t errstr_size);
 target_status target_truncate(target *t, const cdc_table_schema *s, char *errstr,
                               size_t errstr_size);
 

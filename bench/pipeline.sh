@@ -43,7 +43,7 @@ PORT=$(free_port)
 cleanup() {
     for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do kill "$p" 2>/dev/null || true; done
     pg_stop "$WORK/pg"
-    rm -rf "$WORK"
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -67,7 +67,7 @@ echo "loading $TOTAL row changes ($INSERTS inserts, $UPDATES updates, $DELETES d
 INSERT INTO payments
 SELECT g, (g * 7) % 10000, (g * 13) % 10000, ((g * 7919) % 10000000) / 100.0, 'EUR',
        timestamptz '2026-01-01' + g * interval '1 second', 'invoice ' || g
-FROM generate_series(1, $INSERTS) g;
+FROM generate_series(1::bigint, $INSERTS) g;
 UPDATE payments SET amount = amount + 0.01, memo = memo || ' paid' WHERE id % 3 = 0;
 DELETE FROM payments WHERE id % 10 = 0;
 INSERT INTO bench_done VALUES (1);
@@ -101,9 +101,16 @@ build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT user=postgre
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s slot.name=cdc_bench -s publication.name=cdc \
     -s log.level=warn 2>"$WORK/capture.log" &
 CAP_PID=$!
+if [ -n "${PHASED:-}" ]; then
+    # Diagnostics: drain the slot into Kafka first, then time cdc-apply alone.
+    END_LSN=$("${PSQL[@]}" -d bench -Atc "SELECT pg_current_wal_insert_lsn()")
+    until [ "$("${PSQL[@]}" -d bench -Atc "SELECT confirmed_flush_lsn >= '$END_LSN' FROM pg_replication_slots WHERE slot_name = 'cdc_bench'")" = "t" ]; do sleep 0.1; done
+    echo "capture alone: $(echo "$(now) - $T0" | bc -l) s"
+    T0=$(now)
+fi
 build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=pipe" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s kafka.session.timeout.ms=6000 \
-    -s log.level=warn 2>"$WORK/apply.log" &
+    -s log.level=${APPLY_LOG_LEVEL:-warn} 2>"$WORK/apply.log" &
 APPLY_PID=$!
 until [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
       [ "$(target_sum pipe)" = "$SRC_SUM" ]; do

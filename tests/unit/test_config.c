@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apply.h"
 #include "capture.h"
 #include "cdc/log.h"
 
@@ -206,10 +207,63 @@ Test(config, readme_documents_every_key)
     size_t n = fread(text, 1, sizeof text - 1, f);
     text[n] = '\0';
     fclose(f);
-    for (const cdc_cfg_key *k = capture_config_spec.keys; k->name; k++) {
-        char row[128];
-        snprintf(row, sizeof row, "| `%s` |", k->name);
-        cr_assert(strstr(text, row) != NULL, "README.md lacks a row for cdc-capture key %s",
-                  k->name);
+    const cdc_cfg_spec *specs[] = {&capture_config_spec, &apply_config_spec};
+    for (size_t i = 0; i < 2; i++) {
+        /* Each program's table starts at its own heading. */
+        char heading[64];
+        snprintf(heading, sizeof heading, "### %s\n", specs[i]->program);
+        const char *section = strstr(text, heading);
+        cr_assert_not_null(section, "README.md lacks the section %s", heading);
+        for (const cdc_cfg_key *k = specs[i]->keys; k->name; k++) {
+            char row[128];
+            snprintf(row, sizeof row, "| `%s` |", k->name);
+            cr_assert(strstr(section, row) != NULL, "README.md lacks a row for %s key %s",
+                      specs[i]->program, k->name);
+        }
     }
+}
+
+static cdc_cfg_result load_apply(apply_config *cfg, char *err, size_t n, int argc, char **args)
+{
+    char *argv[32] = {"cdc-apply"};
+    for (int i = 0; i < argc; i++)
+        argv[i + 1] = args[i];
+    memset(cfg, 0, sizeof *cfg);
+    return apply_config_load(cfg, argc + 1, argv, err, n);
+}
+
+Test(config, apply_defaults_and_dlq_topic)
+{
+    apply_config cfg;
+    char err[512];
+    char *args[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                    "-s", "topic.prefix=pay"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, args), CDC_CFG_OK, "%s", err);
+    cr_assert_str_eq(cfg.group_id, "cdc-apply");
+    cr_assert_str_eq(cfg.errors_tolerance, "none");
+    cr_assert_str_eq(cfg.dlq_topic, "pay.dlq", "the DLQ topic follows the prefix");
+    cr_assert_str_eq(cfg.state_schema, "cdc");
+    cr_assert(cfg.auto_create && cfg.auto_evolve);
+    cr_assert_eq(cfg.batch_max_events, 10000);
+    apply_config_free(&cfg);
+}
+
+Test(config, apply_errors_name_the_key)
+{
+    apply_config cfg;
+    char err[512];
+    char *bad_tol[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                       "-s", "errors.tolerance=maybe"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_tol), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "errors.tolerance", 16) == 0, "%s", err);
+    apply_config_free(&cfg);
+    char *missing[] = {"-s", "kafka.bootstrap.servers=k:1"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 2, missing), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "target.conninfo", 15) == 0, "%s", err);
+    apply_config_free(&cfg);
+    char *bad_bool[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                        "-s", "auto.create=perhaps"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_bool), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "auto.create", 11) == 0, "%s", err);
+    apply_config_free(&cfg);
 }
