@@ -82,6 +82,7 @@ typedef struct applier {
     size_t nmsgs;
     size_t events; /* events folded into the current batch */
     char *schemas_topic;
+    char *bootstrap_topic; /* capture's state topic: not events */
     bool need_resync; /* re-read positions and seek every partition */
     int exit_status;  /* set when the daemon must stop with an error */
     cdc_event ev;
@@ -113,6 +114,22 @@ static int pos_cmp(uint64_t lsn_a, int64_t ord_a, uint64_t lsn_b, int64_t ord_b)
     if (ord_a != ord_b)
         return ord_a < ord_b ? -1 : 1;
     return 0;
+}
+
+/*
+ * A repeat (a capture that re-sent after a crash) is at or below the
+ * recorded position. Snapshot reads all carry the consistent point as
+ * commit_lsn and arrive in no particular order within a partition, so for
+ * them only an older consistent point (a load that was started over) makes
+ * a repeat.
+ */
+static bool is_repeat(const cdc_event *ev, const target_pos *pos)
+{
+    if (pos->next_offset < 0)
+        return false;
+    if (ev->op == 'r')
+        return ev->commit_lsn < pos->commit_lsn;
+    return pos_cmp(ev->commit_lsn, ev->ordinal, pos->commit_lsn, pos->ordinal) <= 0;
 }
 
 static part_state *find_part(applier *a, const char *topic, int32_t partition)
@@ -498,6 +515,27 @@ static void handle_retry(applier *a)
 
 static bool apply_one_by_one(applier *a);
 
+/*
+ * End the savepoint `name` after a step that returned `st`: release it on
+ * success; on a rejection roll back to it, keep the step's error in *error
+ * (a->err) and report success so the caller can decide about the event.
+ * The caller sets the SAVEPOINT before the step.
+ */
+static target_status guarded(applier *a, const char *name, const char **error, target_status st)
+{
+    char cmd[96], scratch[256];
+    if (st == TARGET_OK) {
+        snprintf(cmd, sizeof cmd, "RELEASE SAVEPOINT %s", name);
+        return target_savepoint(a->tgt, cmd, a->err, sizeof a->err);
+    }
+    if (st != TARGET_REJECT)
+        return st;
+    *error = a->err;
+    snprintf(cmd, sizeof cmd, "ROLLBACK TO SAVEPOINT %s", name);
+    return target_savepoint(a->tgt, cmd, scratch, sizeof scratch) == TARGET_OK ? TARGET_OK
+                                                                               : TARGET_RETRY;
+}
+
 /* Apply and commit the current batch. Returns false if the daemon must stop. */
 static bool flush_batch(applier *a)
 {
@@ -592,9 +630,7 @@ static bool apply_one_by_one(applier *a)
         }
         char derr[1024];
         const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
-        if (s &&
-            pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn, p->next.ordinal) <= 0 &&
-            p->next.next_offset >= 0) {
+        if (s && is_repeat(&a->ev, &p->next)) {
             p->next.next_offset = after.next_offset; /* a repeat */
             continue;
         }
@@ -602,27 +638,29 @@ static bool apply_one_by_one(applier *a)
         if (s) {
             after.commit_lsn = a->ev.commit_lsn;
             after.ordinal = a->ev.ordinal;
-            r = target_savepoint(a->tgt, "SAVEPOINT cdc_event", a->err, sizeof a->err);
-            if (r != TARGET_OK)
-                break;
-            single = batch_new(s);
-            r = batch_add(single, s, &a->ev, a->err, sizeof a->err) == 0 ? TARGET_OK
-                                                                         : TARGET_REJECT;
+            /*
+             * The table is prepared outside the event's savepoint: a rejected
+             * row must not roll back the table it was about to be written to.
+             */
+            r = target_savepoint(a->tgt, "SAVEPOINT cdc_prepare", a->err, sizeof a->err);
             if (r == TARGET_OK)
-                r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
-            if (r == TARGET_OK)
-                r = target_apply_batch(a->tgt, s, single, a->err, sizeof a->err);
-            if (r == TARGET_OK)
-                r = target_clear_stage(a->tgt, s, a->err, sizeof a->err);
-            batch_destroy(single);
-            single = NULL;
-            if (r == TARGET_REJECT) {
-                error = a->err;
-                target_status rr = target_savepoint(a->tgt, "ROLLBACK TO SAVEPOINT cdc_event",
-                                                    a->err + strlen(a->err), 1);
-                r = rr == TARGET_OK ? TARGET_OK : TARGET_RETRY;
-            } else if (r == TARGET_OK) {
-                r = target_savepoint(a->tgt, "RELEASE SAVEPOINT cdc_event", a->err, sizeof a->err);
+                r = guarded(a, "cdc_prepare", &error,
+                            target_prepare_table(a->tgt, s, a->err, sizeof a->err));
+            if (r == TARGET_OK && !error) {
+                single = batch_new(s);
+                target_status ar = TARGET_OK;
+                if (target_savepoint(a->tgt, "SAVEPOINT cdc_event", a->err, sizeof a->err) !=
+                    TARGET_OK)
+                    ar = TARGET_RETRY;
+                if (ar == TARGET_OK && batch_add(single, s, &a->ev, a->err, sizeof a->err) != 0)
+                    ar = TARGET_REJECT;
+                if (ar == TARGET_OK)
+                    ar = target_apply_batch(a->tgt, s, single, a->err, sizeof a->err);
+                if (ar == TARGET_OK)
+                    ar = target_clear_stage(a->tgt, s, a->err, sizeof a->err);
+                batch_destroy(single);
+                single = NULL;
+                r = ar == TARGET_RETRY ? TARGET_RETRY : guarded(a, "cdc_event", &error, ar);
             }
             if (r != TARGET_OK)
                 break;
@@ -780,7 +818,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     const char *topic = rd_kafka_topic_name(m->rkt);
     part_state *p = find_part(a, topic, m->partition);
     if (!p || p->waiting || strcmp(topic, a->schemas_topic) == 0 ||
-        strcmp(topic, a->cfg->dlq_topic) == 0) {
+        strcmp(topic, a->bootstrap_topic) == 0 || strcmp(topic, a->cfg->dlq_topic) == 0) {
         rd_kafka_message_destroy(m);
         return true;
     }
@@ -797,8 +835,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
     if (!s)
         return poison(a, m, p, derr);
-    if (p->next.next_offset >= 0 &&
-        pos_cmp(a->ev.commit_lsn, a->ev.ordinal, p->next.commit_lsn, p->next.ordinal) <= 0) {
+    if (is_repeat(&a->ev, &p->next)) {
         p->next.next_offset = m->offset + 1; /* repeat from a capture restart */
         a->msgs[a->nmsgs++] = m;
         return true;
@@ -906,6 +943,9 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     cdc_buf_init(&b);
     cdc_topic_schemas(&b, cfg->topic_prefix);
     a.schemas_topic = (char *)b.data;
+    cdc_buf_init(&b);
+    cdc_buf_printf(&b, "%s._bootstrap", cfg->topic_prefix);
+    a.bootstrap_topic = (char *)b.data;
     char conninfo[1024];
     cdc_redact_conninfo(cfg->target_conninfo, conninfo, sizeof conninfo);
     cdc_info("starting: target %s, group %s, topics %s.*, errors.tolerance=%s", conninfo,
@@ -996,6 +1036,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         cdc_table_schema_free(a.schemas[i].s);
     free(a.schemas);
     free(a.schemas_topic);
+    free(a.bootstrap_topic);
     cdc_event_free(&a.ev);
     cdc_registry_destroy(a.reg);
     target_destroy(a.tgt);

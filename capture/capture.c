@@ -22,6 +22,7 @@
 
 #include "cdc/buf.h"
 #include "cdc/lsn.h"
+#include "bootstrap.h"
 #include "cdc/log.h"
 #include "emitter.h"
 #include "pgoutput.h"
@@ -56,6 +57,8 @@ typedef struct capture {
     uint64_t reported_lsn;  /* last flush position sent */
     int64_t last_status;    /* pgo_now() of the last status update */
     bool in_txn;
+    bool streaming;        /* the replication connection is in COPY mode */
+    bool force_bootstrap;  /* --bootstrap, until a load has completed */
     event_ctx ctx;
     char state_err[1024]; /* last logged source problem, to log once */
     char errbuf[1024];
@@ -133,6 +136,7 @@ static void disconnect(capture *c)
     if (c->sql)
         PQfinish(c->sql);
     c->repl = c->sql = NULL;
+    c->streaming = false;
 }
 
 /* Run a query returning at most one row; *val gets the first value or NULL. */
@@ -154,7 +158,13 @@ static int query1(PGconn *conn, const char *sql, int nparams, const char *const 
     return 0;
 }
 
-typedef enum setup_result { SETUP_OK, SETUP_RETRY, SETUP_FATAL } setup_result;
+typedef enum setup_result {
+    SETUP_OK,
+    SETUP_RETRY,
+    SETUP_FATAL,
+    SETUP_DONE,    /* bootstrap.mode=only: the load is complete, exit 0 */
+    SETUP_STOPPED, /* stop requested */
+} setup_result;
 
 static setup_result ensure_publication(capture *c, char *errstr, size_t errstr_size)
 {
@@ -194,7 +204,8 @@ static setup_result ensure_publication(capture *c, char *errstr, size_t errstr_s
     return r;
 }
 
-static setup_result ensure_slot(capture *c, char *errstr, size_t errstr_size)
+/* Does the slot exist (and is it one we can use)? */
+static setup_result check_slot(capture *c, bool *exists, char *errstr, size_t errstr_size)
 {
     const capture_config *cfg = c->cfg;
     const char *p[1] = {cfg->slot_name};
@@ -207,35 +218,116 @@ static setup_result ensure_slot(capture *c, char *errstr, size_t errstr_size)
         PQclear(res);
         return SETUP_RETRY;
     }
-    if (PQntuples(res) == 1) {
-        setup_result r = SETUP_OK;
-        if (strcmp(PQgetvalue(res, 0, 2), "logical") != 0 ||
-            strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0 ||
-            strcmp(PQgetvalue(res, 0, 1), c->dbname) != 0) {
-            snprintf(errstr, errstr_size,
-                     "slot.name: slot '%s' exists but is not a pgoutput logical slot of "
-                     "database %s (plugin %s, database %s)",
-                     cfg->slot_name, c->dbname, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-            r = SETUP_FATAL;
-        }
-        PQclear(res);
-        return r;
+    *exists = PQntuples(res) == 1;
+    setup_result r = SETUP_OK;
+    if (*exists && (strcmp(PQgetvalue(res, 0, 2), "logical") != 0 ||
+                    strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0 ||
+                    strcmp(PQgetvalue(res, 0, 1), c->dbname) != 0)) {
+        snprintf(errstr, errstr_size,
+                 "slot.name: slot '%s' exists but is not a pgoutput logical slot of "
+                 "database %s (plugin %s, database %s)",
+                 cfg->slot_name, c->dbname, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        r = SETUP_FATAL;
     }
     PQclear(res);
+    return r;
+}
+
+static setup_result create_slot(capture *c, char *errstr, size_t errstr_size)
+{
     cdc_buf cmd;
     cdc_buf_init(&cmd);
     cdc_buf_printf(&cmd, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                   cfg->slot_name);
-    res = PQexec(c->repl, cdc_buf_cstr(&cmd));
+                   c->cfg->slot_name);
+    PGresult *res = PQexec(c->repl, cdc_buf_cstr(&cmd));
     cdc_buf_free(&cmd);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "cannot create replication slot %s: %s", cfg->slot_name,
-                 PQresultErrorMessage(res));
+        snprintf(errstr, errstr_size, "cannot create replication slot %s: %s",
+                 c->cfg->slot_name, PQresultErrorMessage(res));
         PQclear(res);
         return SETUP_FATAL;
     }
-    cdc_info("created replication slot %s at %s", cfg->slot_name, PQgetvalue(res, 0, 1));
+    cdc_info("created replication slot %s at %s", c->cfg->slot_name, PQgetvalue(res, 0, 1));
     PQclear(res);
+    return SETUP_OK;
+}
+
+static setup_result drop_slot(capture *c, char *errstr, size_t errstr_size)
+{
+    const char *p[1] = {c->cfg->slot_name};
+    if (query1(c->sql, "SELECT pg_catalog.pg_drop_replication_slot($1)", 1, p, NULL, errstr,
+               errstr_size) != 0)
+        return SETUP_RETRY; /* e.g. still active in a dying session: retry */
+    cdc_info("dropped replication slot %s for a new full load", c->cfg->slot_name);
+    return SETUP_OK;
+}
+
+static setup_result from_emit(emit_status st)
+{
+    return st == EMIT_OK ? SETUP_OK : st == EMIT_STOPPED ? SETUP_STOPPED : SETUP_RETRY;
+}
+
+/*
+ * Bootstrap decision: load when the slot is new, when a previous load did
+ * not finish ("loading" in the state topic), or when --bootstrap asks.
+ */
+static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
+{
+    const capture_config *cfg = c->cfg;
+    bool exists = false;
+    setup_result r = check_slot(c, &exists, errstr, errstr_size);
+    if (r != SETUP_OK)
+        return r;
+    if (strcmp(cfg->bootstrap_mode, "never") == 0)
+        return exists ? SETUP_OK : create_slot(c, errstr, errstr_size);
+
+    bootstrap_state state;
+    if (bootstrap_state_read(cfg, &state, errstr, errstr_size) != 0)
+        return SETUP_RETRY;
+    bool unfinished = strcmp(state.state, "loading") == 0;
+    if (exists && !c->force_bootstrap && !unfinished) {
+        if (strcmp(cfg->bootstrap_mode, "only") == 0) {
+            cdc_info("slot %s exists and its full load finished (consistent point %s); "
+                     "nothing to do (use --bootstrap to load again)",
+                     cfg->slot_name, state.consistent_point[0] ? state.consistent_point : "?");
+            return SETUP_DONE;
+        }
+        return SETUP_OK;
+    }
+    if (unfinished)
+        cdc_warn("the previous full load through slot %s did not finish; starting over",
+                 cfg->slot_name);
+    /* Record the intent before the slot exists: a crash from here on is
+     * seen at the next start, which then starts over. */
+    r = from_emit(bootstrap_state_write(c->em, cfg, "loading", 0, 0, errstr, errstr_size));
+    if (r != SETUP_OK)
+        return r;
+    if (exists && (r = drop_slot(c, errstr, errstr_size)) != SETUP_OK)
+        return r;
+    bootstrap_env env = {cfg, c->repl, c->sql, c->em, c->rels, &c->tr, c->stop};
+    uint64_t cp = 0;
+    int64_t rows = 0;
+    boot_status bs = bootstrap_load(&env, &cp, &rows, errstr, errstr_size);
+    if (bs != BOOT_OK) {
+        tracker_reset(&c->tr);
+        if (bs == BOOT_FATAL) {
+            /* Nothing will stream from this slot: do not let it pin WAL. */
+            char ignore[256];
+            drop_slot(c, ignore, sizeof ignore);
+        }
+        return bs == BOOT_STOPPED ? SETUP_STOPPED : bs == BOOT_FATAL ? SETUP_FATAL : SETUP_RETRY;
+    }
+    r = from_emit(bootstrap_state_write(c->em, cfg, "done", cp, rows, errstr, errstr_size));
+    if (r != SETUP_OK)
+        return r;
+    c->force_bootstrap = false;
+    c->flushed_lsn = cp;
+    if (strcmp(cfg->bootstrap_mode, "only") == 0) {
+        cdc_info("bootstrap.mode=only: load complete; slot %s stays at its consistent point "
+                 CDC_LSN_FMT " so a later run streams from there",
+                 cfg->slot_name, CDC_LSN_ARGS(cp));
+        return SETUP_DONE;
+    }
     return SETUP_OK;
 }
 
@@ -276,7 +368,7 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
     c->repl = connect_pg(cfg, true, errstr, errstr_size);
     if (!c->repl)
         return SETUP_RETRY;
-    r = ensure_slot(c, errstr, errstr_size);
+    r = prepare_slot(c, errstr, errstr_size);
     if (r != SETUP_OK)
         return r;
 
@@ -306,6 +398,7 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
         return r;
     }
     PQclear(res);
+    c->streaming = true;
     return SETUP_OK;
 }
 
@@ -313,7 +406,7 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
 
 static int send_status(capture *c, bool reply_requested)
 {
-    if (!c->repl)
+    if (!c->repl || !c->streaming)
         return 0;
     uint8_t msg[PGO_STATUS_LEN];
     int64_t now = pgo_now();
@@ -362,7 +455,7 @@ static int maybe_send_status(capture *c)
 static void idle_cb(void *opaque)
 {
     capture *c = opaque;
-    if (!c->repl)
+    if (!c->repl || !c->streaming)
         return;
     advance_flush(c);
     if (maybe_send_status(c) != 0)
@@ -612,6 +705,7 @@ int capture_run(const capture_config *cfg, volatile sig_atomic_t *stop)
     memset(&c, 0, sizeof c);
     c.cfg = cfg;
     c.stop = stop;
+    c.force_bootstrap = cfg->force_bootstrap;
     c.parser = pgo_parser_new();
     c.rels = relcache_new();
     tracker_init(&c.tr);
@@ -647,6 +741,8 @@ int capture_run(const capture_config *cfg, volatile sig_atomic_t *stop)
             status = 1;
             break;
         }
+        if (sr == SETUP_DONE || sr == SETUP_STOPPED)
+            break;
         if (sr == SETUP_RETRY) {
             source_problem(&c, c.errbuf);
             disconnect(&c);

@@ -21,6 +21,9 @@ typedef struct capture_config {
     int status_interval_ms;
     int shutdown_timeout_ms;
     char *log_level;
+    char *bootstrap_mode; /* initial | never | only */
+    int bootstrap_workers;
+    bool force_bootstrap; /* --bootstrap */
     cdc_kv_list kafka;
 } capture_config;
 

@@ -31,9 +31,21 @@ static const cdc_cfg_key capture_keys[] = {
      "longest time between status updates to Postgres"},
     {"shutdown.timeout.ms", CDC_CFG_INT, K(shutdown_timeout_ms), false, "30000", 0, 3600000, NULL,
      "on SIGTERM, how long to wait for Kafka to acknowledge outstanding events"},
+    {"bootstrap.mode", CDC_CFG_ENUM, K(bootstrap_mode), false, "initial", 0, 0,
+     "initial|never|only",
+     "initial: full load when the slot is new, then stream; never: stream only; only: full "
+     "load, then exit"},
+    {"bootstrap.workers", CDC_CFG_INT, K(bootstrap_workers), false, "2", 1, 64, NULL,
+     "parallel connections reading the full load"},
     {"log.level", CDC_CFG_ENUM, K(log_level), false, "info", 0, 0, "error|warn|info|debug",
      "least severe level that is logged"},
     {NULL, 0, 0, false, NULL, 0, 0, NULL, NULL},
+};
+
+static const cdc_cfg_flag capture_flags[] = {
+    {"--bootstrap", K(force_bootstrap),
+     "force a new full load: drop and recreate the slot, load, then stream"},
+    {NULL, 0, NULL},
 };
 
 static const char *const capture_kafka_required[] = {"kafka.bootstrap.servers", NULL};
@@ -43,7 +55,7 @@ const cdc_cfg_spec capture_config_spec = {
     .summary = "Streams every committed change of a PostgreSQL database to Kafka as Avro "
                "change events\n(logical replication with the built-in pgoutput plugin).",
     .keys = capture_keys,
-    .flags = NULL,
+    .flags = capture_flags,
     .kafka_offset = offsetof(capture_config, kafka),
     .kafka_keys = true,
     .kafka_required = capture_kafka_required,

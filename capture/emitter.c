@@ -32,7 +32,7 @@
 #define CDC_VERSION "dev"
 #endif
 
-#define SCHEMA_SEQ 0 /* opaque of schema messages: not a transaction */
+#define SCHEMA_SEQ 0 /* opaque of control messages (schemas, state): not a transaction */
 
 typedef struct known_topic {
     char *name;
@@ -44,7 +44,6 @@ struct emitter {
     tracker *tr;
     rd_kafka_t *rk;
     char *schemas_topic;
-    bool schemas_topic_ready;
     uint64_t *published; /* fingerprints known to be in the schemas topic */
     size_t npublished;
     known_topic *topics;
@@ -392,6 +391,36 @@ static bool is_published(emitter *em, uint64_t fp)
 }
 
 /*
+ * Produce one record to a compacted control topic (created on first use)
+ * and wait for Kafka's acknowledgement.
+ */
+emit_status emitter_put_control(emitter *em, const char *topic, const char *key,
+                                const void *value, size_t value_len, char *errstr,
+                                size_t errstr_size)
+{
+    if (!find_topic(em, topic)) {
+        int n;
+        emit_status st = ensure_topic(em, topic, true, 1, &n, errstr, errstr_size);
+        if (st != EMIT_OK)
+            return st;
+    }
+    int failed_before = em->schema_failed;
+    emit_status st = produce(em, topic, RD_KAFKA_PARTITION_UA, key, strlen(key), value,
+                             value_len, SCHEMA_SEQ, errstr, errstr_size);
+    if (st != EMIT_OK)
+        return st;
+    while (em->schema_pending > 0) {
+        if (!wait_step(em))
+            return EMIT_STOPPED;
+    }
+    if (em->schema_failed > failed_before) {
+        snprintf(errstr, errstr_size, "writing %s to %s: %s", key, topic, em->last_error);
+        return EMIT_RETRY;
+    }
+    return EMIT_OK;
+}
+
+/*
  * Publish a schema and wait for Kafka's acknowledgement, so that no event
  * can be read before the schema that decodes it is available.
  */
@@ -400,28 +429,12 @@ static emit_status publish_schema(emitter *em, uint64_t fp, const char *json, ch
 {
     if (is_published(em, fp))
         return EMIT_OK;
-    if (!em->schemas_topic_ready) {
-        int n;
-        emit_status st = ensure_topic(em, em->schemas_topic, true, 1, &n, errstr, errstr_size);
-        if (st != EMIT_OK)
-            return st;
-        em->schemas_topic_ready = true;
-    }
     char hex[17];
     cdc_fingerprint_hex(fp, hex);
-    int failed_before = em->schema_failed;
-    emit_status st = produce(em, em->schemas_topic, RD_KAFKA_PARTITION_UA, hex, 16, json,
-                             strlen(json), SCHEMA_SEQ, errstr, errstr_size);
+    emit_status st =
+        emitter_put_control(em, em->schemas_topic, hex, json, strlen(json), errstr, errstr_size);
     if (st != EMIT_OK)
         return st;
-    while (em->schema_pending > 0) {
-        if (!wait_step(em))
-            return EMIT_STOPPED;
-    }
-    if (em->schema_failed > failed_before) {
-        snprintf(errstr, errstr_size, "publishing schema %s: %s", hex, em->last_error);
-        return EMIT_RETRY;
-    }
     em->published = cdc_xrealloc(em->published, (em->npublished + 1) * sizeof *em->published);
     em->published[em->npublished++] = fp;
     cdc_debug("published schema %s", hex);

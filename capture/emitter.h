@@ -61,6 +61,15 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
 emit_status emitter_truncate(emitter *em, relation *r, event_ctx *ctx, char *errstr,
                              size_t errstr_size);
 
+/*
+ * Write one record (key, value) to the compacted control topic `topic`
+ * (created on first use) and wait until Kafka acknowledged it. Used for the
+ * schema topic and the bootstrap state.
+ */
+emit_status emitter_put_control(emitter *em, const char *topic, const char *key,
+                                const void *value, size_t value_len, char *errstr,
+                                size_t errstr_size);
+
 /* Serve delivery reports. */
 void emitter_poll(emitter *em, int timeout_ms);
 /* True when deliveries failed or the producer hit a fatal error. */

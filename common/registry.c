@@ -384,19 +384,6 @@ int cdc_registry_decode_json(cdc_registry *reg, const void *msg, size_t len, cha
 
 /* ---- loading the schemas topic ---------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(int64_t deadline)
-{
-    int64_t r = deadline - now_ms();
-    return r < 0 ? 0 : r > 60000 ? 60000 : (int)r;
-}
-
 /* One record of the schemas topic; invalid ones are logged and skipped. */
 static int load_record(cdc_registry *reg, const char *topic, const rd_kafka_message_t *m)
 {
@@ -432,162 +419,27 @@ static int load_record(cdc_registry *reg, const char *topic, const rd_kafka_mess
     return 1;
 }
 
-/*
- * Partition count of `topic` from a listing of all topics: 0 if it does not
- * exist, -1 on error.
- */
-static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
-                            size_t errstr_size)
+typedef struct load_ctx {
+    cdc_registry *reg;
+    const char *topic;
+} load_ctx;
+
+static int load_cb(const rd_kafka_message_t *m, void *opaque)
 {
-    const struct rd_kafka_metadata *md;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
-    if (err) {
-        set_err(errstr, errstr_size, "cannot list topics: %s (retriable)", rd_kafka_err2str(err));
-        return -1;
-    }
-    int n = 0;
-    for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
-            n = md->topics[i].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return n;
+    load_ctx *c = opaque;
+    return load_record(c->reg, c->topic, m);
 }
 
 int cdc_registry_load(cdc_registry *reg, const rd_kafka_conf_t *conf, const char *topic,
                       int timeout_ms, char *errstr, size_t errstr_size)
 {
-    int64_t deadline = now_ms() + timeout_ms;
-    char kerr[512];
-    rd_kafka_t *rk = NULL;
-    rd_kafka_topic_partition_list_t *assignment = NULL;
-    int64_t *high = NULL;
-    bool *done = NULL;
-    int nparts, pending = 0, added = 0, rc = -1;
-
-    rd_kafka_conf_t *c = rd_kafka_conf_dup(conf);
-    /* Reading is repeatable from the beginning each time; nothing to commit. */
-    static const char *const overrides[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"enable.partition.eof", "true"},
-        /* Compaction may move the start while we read; restart from there. */
-        {"auto.offset.reset", "earliest"},
-    };
-    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
-        if (rd_kafka_conf_set(c, overrides[i][0], overrides[i][1], kerr, sizeof kerr) !=
-            RD_KAFKA_CONF_OK) {
-            set_err(errstr, errstr_size, "consumer for %s: %s", topic, kerr);
-            rd_kafka_conf_destroy(c);
-            goto done;
-        }
-    }
-    /* librdkafka 2.0 refuses rd_kafka_assign() without a group.id even when
-     * nothing joins the group or commits to it; any name will do. */
-    char group[64];
-    size_t glen = sizeof group;
-    if (rd_kafka_conf_get(c, "group.id", group, &glen) != RD_KAFKA_CONF_OK || group[0] == '\0') {
-        snprintf(group, sizeof group, "cdc-registry-%ld", (long)getpid());
-        rd_kafka_conf_set(c, "group.id", group, NULL, 0);
-    }
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, kerr, sizeof kerr);
-    if (!rk) {
-        rd_kafka_conf_destroy(c);
-        set_err(errstr, errstr_size, "consumer for %s: %s", topic, kerr);
-        goto done;
-    }
-
-    nparts = topic_partitions(rk, topic, remaining_ms(deadline), errstr, errstr_size);
-    if (nparts < 0)
-        goto done;
-    if (nparts == 0) {
-        cdc_debug("%s does not exist yet: no schemas published", topic);
-        rc = 0;
-        goto done;
-    }
-
     /* Stop at the end offsets of now: later schemas belong to later events,
      * which will come back here through CDC_REGISTRY_UNKNOWN. */
-    high = cdc_xcalloc((size_t)nparts, sizeof *high);
-    done = cdc_xcalloc((size_t)nparts, sizeof *done);
-    assignment = rd_kafka_topic_partition_list_new(nparts);
-    for (int32_t p = 0; p < nparts; p++) {
-        int64_t low;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], remaining_ms(deadline));
-        if (err) {
-            set_err(errstr, errstr_size, "%s [%" PRId32 "]: end offsets: %s (retriable)", topic, p,
-                    rd_kafka_err2str(err));
-            goto done;
-        }
-        if (high[p] <= low) {
-            done[p] = true;
-            continue;
-        }
-        rd_kafka_topic_partition_list_add(assignment, topic, p)->offset = low;
-        pending++;
-    }
-    if (pending > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_assign(rk, assignment);
-        if (err) {
-            set_err(errstr, errstr_size, "%s: assign: %s", topic, rd_kafka_err2str(err));
-            goto done;
-        }
-    }
-
-    while (pending > 0) {
-        int wait = remaining_ms(deadline);
-        if (wait == 0) {
-            set_err(errstr, errstr_size,
-                    "%s: timed out with %d of %d partitions not read to the end (retriable)", topic,
-                    pending, nparts);
-            goto done;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, wait < 100 ? wait : 100);
-        if (!m)
-            continue;
-        int32_t p = m->partition;
-        bool ours = m->rkt && p >= 0 && p < nparts;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            /* Also covers a tail that is not a record (transaction markers). */
-            if (ours && !done[p] && m->offset >= high[p]) {
-                done[p] = true;
-                pending--;
-            }
-        } else if (m->err) {
-            /* Transient broker errors are retried by librdkafka; a topic
-             * deleted under us or an offset gone is not. */
-            bool fatal = m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                         m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-                         m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-                         m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
-            cdc_warn("%s: %s", topic, rd_kafka_message_errstr(m));
-            if (fatal) {
-                set_err(errstr, errstr_size, "%s: %s", topic, rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                goto done;
-            }
-        } else if (ours) {
-            added += load_record(reg, topic, m);
-            if (!done[p] && m->offset >= high[p] - 1) {
-                done[p] = true;
-                pending--;
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    cdc_debug("%s: %d new schema(s), %zu known", topic, added, reg->count);
-    rc = added;
-
-done:
-    if (assignment)
-        rd_kafka_topic_partition_list_destroy(assignment);
-    if (rk) {
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-    }
-    free(high);
-    free(done);
-    return rc;
+    load_ctx c = {reg, topic};
+    int added = cdc_kafka_read_topic(conf, topic, timeout_ms, load_cb, &c, errstr, errstr_size);
+    if (added >= 0)
+        cdc_debug("%s: %d new schema(s), %zu known", topic, added, reg->count);
+    return added;
 }
 
 int cdc_registry_load_prefix(cdc_registry *reg, const char *bootstrap, const cdc_kv_list *extra,

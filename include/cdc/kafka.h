@@ -42,4 +42,19 @@ void cdc_topic_for_table(cdc_buf *out, const char *prefix, const char *schema,
 /* "{prefix}._schemas" */
 void cdc_topic_schemas(cdc_buf *out, const char *prefix);
 
+/*
+ * Read `topic` (every partition) from the beginning up to the end offsets it
+ * has when the call starts, with a short-lived consumer of its own (no
+ * consumer group membership, nothing committed), calling `record` for each
+ * message; record returns what it wants counted. `conf` is duplicated, not
+ * consumed; it must set bootstrap.servers. The topic is found by listing all
+ * topics, never by asking for it by name (brokers with auto-creation would
+ * create it). A topic that does not exist yet reads as empty.
+ * Returns the sum of record's results (>= 0) or -1 with errstr (retriable:
+ * timeouts and broker errors).
+ */
+int cdc_kafka_read_topic(const rd_kafka_conf_t *conf, const char *topic, int timeout_ms,
+                         int (*record)(const rd_kafka_message_t *m, void *opaque), void *opaque,
+                         char *errstr, size_t errstr_size);
+
 #endif
