@@ -2,12 +2,14 @@
  * Batch reduction (see batch.h): folds the events of one table into one net
  * row per key so cdc-apply writes a batch with a few set-based statements.
  *
- * Layout: rows live in an array in first-seen order; each row owns a
- * batch_val array (kept across batch_clear so a steady stream of batches
- * stops allocating). Texts are copied into one cdc_buf arena and referenced
- * by offset, because the arena moves when it grows. An open-addressing map
- * from the key's values to the row index finds a key's row; keyless tables
- * bypass it and only append.
+ * Layout: rows live in an array in first-seen order; each row has a
+ * batch_val array, carved from one slab per growth of the row array (one
+ * allocation per doubling, not one per row, since cdc-apply builds a fresh
+ * batch for every flush; kept across batch_clear so a steady stream of
+ * batches stops allocating). Texts are copied into one cdc_buf arena and
+ * referenced by offset, because the arena moves when it grows. An
+ * open-addressing map from the key's values to the row index finds a key's
+ * row; keyless tables bypass it and only append.
  *
  * Key identity is compared column by column (state, length, bytes), never
  * on a concatenation, so ("ab","c") and ("a","bc") are different keys; the
@@ -26,7 +28,8 @@ struct batch {
     batch_row *rows;
     uint64_t *hashes; /* key hash of each row (keyed tables) */
     size_t nrows, rows_cap;
-    size_t nalloc;  /* rows[0..nalloc) own a vals allocation, kept by batch_clear */
+    batch_val **slabs; /* rows[0..rows_cap).vals point into these */
+    size_t nslabs;
     size_t *slots;  /* row index + 1, 0 = empty */
     size_t nslots;  /* power of two, more than twice the rows */
     cdc_buf arena;  /* every text of every row, NUL-terminated */
@@ -53,8 +56,9 @@ void batch_destroy(batch *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->nalloc; i++)
-        free(b->rows[i].vals);
+    for (size_t i = 0; i < b->nslabs; i++)
+        free(b->slabs[i]);
+    free(b->slabs);
     free(b->rows);
     free(b->hashes);
     free(b->slots);
@@ -126,6 +130,11 @@ static int map_columns(batch *b, const cdc_table_schema *es, char *errstr, size_
 static void load_row(batch *b, const cdc_table_schema *es, const cdc_event *ev,
                      const cdc_colval *src, batch_val *dst, cdc_colstate missing)
 {
+    size_t need = 0;
+    for (int j = 0; j < es->nfields; j++)
+        if (src[j].state == CDC_COL_VALUE)
+            need += src[j].len + 1;
+    cdc_buf_reserve(&b->arena, need);
     for (int i = 0; i < b->nf; i++)
         dst[i] = (batch_val){.state = missing, .off = 0, .len = 0};
     for (int j = 0; j < es->nfields; j++) {
@@ -135,8 +144,10 @@ static void load_row(batch *b, const cdc_table_schema *es, const cdc_event *ev,
             continue;
         d->off = b->arena.len;
         d->len = src[j].len;
-        cdc_buf_append(&b->arena, cdc_event_text(ev, &src[j]), src[j].len);
-        cdc_buf_putc(&b->arena, 0);
+        /* Room reserved above: no per-value growth check. */
+        memcpy(b->arena.data + b->arena.len, cdc_event_text(ev, &src[j]), src[j].len);
+        b->arena.len += src[j].len;
+        b->arena.data[b->arena.len++] = 0;
     }
 }
 
@@ -222,12 +233,16 @@ static void grow_slots(batch *b)
 static batch_row *new_row(batch *b, uint64_t h)
 {
     if (b->nrows == b->rows_cap) {
-        b->rows_cap = b->rows_cap ? b->rows_cap * 2 : 16;
+        size_t old = b->rows_cap;
+        b->rows_cap = old ? old * 2 : 16;
         b->rows = cdc_xrealloc(b->rows, b->rows_cap * sizeof *b->rows);
         b->hashes = cdc_xrealloc(b->hashes, b->rows_cap * sizeof *b->hashes);
+        batch_val *slab = cdc_xcalloc((b->rows_cap - old) * b->width + 1, sizeof *slab);
+        b->slabs = cdc_xrealloc(b->slabs, (b->nslabs + 1) * sizeof *b->slabs);
+        b->slabs[b->nslabs++] = slab;
+        for (size_t i = old; i < b->rows_cap; i++)
+            b->rows[i].vals = slab + (i - old) * b->width;
     }
-    if (b->nrows == b->nalloc)
-        b->rows[b->nalloc++].vals = cdc_xcalloc(b->width + 1, sizeof(batch_val));
     batch_row *r = &b->rows[b->nrows];
     b->hashes[b->nrows++] = h;
     r->old = NULL;
@@ -339,8 +354,8 @@ int batch_add(batch *b, const cdc_table_schema *ev_schema, const cdc_event *ev, 
     const cdc_table_schema *s = b->schema;
     size_t mark = b->arena.len;
     bool keyless = s->nkey == 0;
-    if (strcmp(ev_schema->schema_name, s->schema_name) != 0 ||
-        strcmp(ev_schema->table_name, s->table_name) != 0) {
+    if (ev_schema != s && (strcmp(ev_schema->schema_name, s->schema_name) != 0 ||
+                           strcmp(ev_schema->table_name, s->table_name) != 0)) {
         snprintf(errstr, errstr_size, "event of %s.%s added to the batch of %s.%s",
                  ev_schema->schema_name, ev_schema->table_name, s->schema_name, s->table_name);
         goto fail;

@@ -95,6 +95,28 @@ int cdc_avro_get_long(const uint8_t **p, const uint8_t *end, int64_t *out)
     const uint8_t *q = *p;
     uint64_t n = 0;
 
+    /* One byte (-64..63) is the common case: union branches, small ints. */
+    if (q < end && !(*q & 0x80)) {
+        n = *q;
+        *out = (int64_t)((n >> 1) ^ (~(n & 1) + 1));
+        *p = q + 1;
+        return 0;
+    }
+    /* Room for the longest varint: no bounds check per byte. */
+    if (end - q >= VARINT_MAX_BYTES) {
+        for (int i = 0; i < VARINT_MAX_BYTES; i++) {
+            uint8_t c = q[i];
+            if (i == VARINT_MAX_BYTES - 1 && c > 1)
+                return -1;
+            n |= (uint64_t)(c & 0x7f) << (7 * i);
+            if (!(c & 0x80)) {
+                *out = (int64_t)((n >> 1) ^ (~(n & 1) + 1));
+                *p = q + i + 1;
+                return 0;
+            }
+        }
+        return -1;
+    }
     for (int i = 0; i < VARINT_MAX_BYTES; i++) {
         if (q >= end)
             return -1;

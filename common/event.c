@@ -144,22 +144,48 @@ static int get_str(const uint8_t **p, const uint8_t *end, cdc_buf *arena, size_t
     if (cdc_avro_get_bytes(p, end, &d, &n) != 0)
         return -1;
     *off = arena->len;
-    cdc_buf_append(arena, d, n);
-    cdc_buf_putc(arena, 0);
+    cdc_buf_reserve(arena, n + 1);
+    if (n)
+        memcpy(arena->data + arena->len, d, n);
+    arena->data[arena->len + n] = 0;
+    arena->len += n + 1;
     return 0;
+}
+
+/* A string the event does not keep (source.version and the like). */
+static int skip_str(const uint8_t **p, const uint8_t *end)
+{
+    const uint8_t *d;
+    size_t n;
+    return cdc_avro_get_bytes(p, end, &d, &n);
+}
+
+/*
+ * A ["null", T] union's branch index: 0 or 1. Every column starts with
+ * one, so their one-byte forms (zig-zag 00 and 02) are read here without
+ * the general varint call.
+ */
+static bool get_branch(const uint8_t **p, const uint8_t *end, int64_t *branch)
+{
+    if (*p < end && (**p == 0 || **p == 2)) {
+        *branch = **p >> 1;
+        (*p)++;
+        return true;
+    }
+    return cdc_avro_get_long(p, end, branch) == 0 && (*branch == 0 || *branch == 1);
 }
 
 static int get_row(const cdc_table_schema *s, const uint8_t **p, const uint8_t *end, cdc_event *ev,
                    cdc_colval *row, bool *present, char *errstr, size_t errstr_size)
 {
     int64_t branch;
-    if (!(cdc_avro_get_long(p, end, &branch) == 0 && (branch == 0 || branch == 1)))
+    if (!get_branch(p, end, &branch))
         return bad(errstr, errstr_size, "truncated or invalid row union");
     *present = branch == 1;
     if (!*present)
         return 0;
     for (int i = 0; i < s->nfields; i++) {
-        if (!(cdc_avro_get_long(p, end, &branch) == 0 && (branch == 0 || branch == 1)))
+        if (!get_branch(p, end, &branch))
             return bad(errstr, errstr_size, "truncated or invalid column union");
         if (branch == 0) {
             row[i].state = CDC_COL_NULL;
@@ -173,7 +199,8 @@ static int get_row(const cdc_table_schema *s, const uint8_t **p, const uint8_t *
             return -1;
         }
         row[i].len = ev->arena.len - row[i].off;
-        cdc_buf_putc(&ev->arena, 0);
+        cdc_buf_reserve(&ev->arena, 1);
+        ev->arena.data[ev->arena.len++] = 0;
     }
     return 0;
 }
@@ -191,43 +218,46 @@ int cdc_event_decode(const cdc_table_schema *s, const uint8_t *body, size_t len,
     if (get_row(s, &p, end, ev, ev->before, &ev->has_before, errstr, errstr_size) != 0 ||
         get_row(s, &p, end, ev, ev->after, &ev->has_after, errstr, errstr_size) != 0)
         return -1;
-    size_t skip;
     int64_t v;
-    if (!(get_str(&p, end, &ev->arena, &skip) == 0))
+    if (!(skip_str(&p, end) == 0))
         return bad(errstr, errstr_size, "truncated source.version");
-    if (!(get_str(&p, end, &ev->arena, &skip) == 0))
+    if (!(skip_str(&p, end) == 0))
         return bad(errstr, errstr_size, "truncated source.connector");
-    if (!(get_str(&p, end, &ev->arena, &skip) == 0))
+    if (!(skip_str(&p, end) == 0))
         return bad(errstr, errstr_size, "truncated source.name");
     if (!(cdc_avro_get_long(&p, end, &ev->source_ts_ms) == 0))
         return bad(errstr, errstr_size, "truncated source.ts_ms");
-    size_t snap;
-    if (!(get_str(&p, end, &ev->arena, &snap) == 0))
+    /* snapshot and op are read in place, as the C strings they would be in
+     * the arena (up to a NUL byte); snapshot cut to fit, always ended. */
+    const uint8_t *d;
+    size_t n, k;
+    if (!(cdc_avro_get_bytes(&p, end, &d, &n) == 0))
         return bad(errstr, errstr_size, "truncated source.snapshot");
-    snprintf(ev->snapshot, sizeof ev->snapshot, "%s", cdc_event_str(ev, snap));
+    for (k = 0; k < n && k < sizeof ev->snapshot - 1 && d[k]; k++)
+        ev->snapshot[k] = (char)d[k];
+    ev->snapshot[k] = '\0';
     if (!(get_str(&p, end, &ev->arena, &ev->db_off) == 0))
         return bad(errstr, errstr_size, "truncated source.db");
     if (!(get_str(&p, end, &ev->arena, &ev->schema_off) == 0))
         return bad(errstr, errstr_size, "truncated source.schema");
     if (!(get_str(&p, end, &ev->arena, &ev->table_off) == 0))
         return bad(errstr, errstr_size, "truncated source.table");
-    if (!(cdc_avro_get_long(&p, end, &v) == 0 && (v == 0 || v == 1)))
+    if (!get_branch(&p, end, &v))
         return bad(errstr, errstr_size, "invalid source.txId");
     ev->txid = -1;
     if (v == 1 && cdc_avro_get_long(&p, end, &ev->txid) != 0)
         return bad(errstr, errstr_size, "truncated source.txId");
-    if (!(cdc_avro_get_long(&p, end, &v) == 0 && (v == 0 || v == 1)))
+    if (!get_branch(&p, end, &v))
         return bad(errstr, errstr_size, "invalid source.lsn");
     ev->lsn = -1;
     if (v == 1 && cdc_avro_get_long(&p, end, &ev->lsn) != 0)
         return bad(errstr, errstr_size, "truncated source.lsn");
-    size_t op;
-    if (!(get_str(&p, end, &ev->arena, &op) == 0))
+    if (!(cdc_avro_get_bytes(&p, end, &d, &n) == 0))
         return bad(errstr, errstr_size, "truncated op");
-    ev->op = cdc_event_str(ev, op)[0];
-    if (!(strchr("cudtr", ev->op) && ev->op && cdc_event_str(ev, op)[1] == 0))
+    ev->op = n > 0 ? (char)d[0] : '\0';
+    if (!(strchr("cudtr", ev->op) && ev->op && (n < 2 || d[1] == 0)))
         return bad(errstr, errstr_size, "invalid op");
-    if (!(cdc_avro_get_long(&p, end, &v) == 0 && (v == 0 || v == 1)))
+    if (!get_branch(&p, end, &v))
         return bad(errstr, errstr_size, "invalid ts_ms");
     ev->ts_ms = 0;
     if (v == 1 && cdc_avro_get_long(&p, end, &ev->ts_ms) != 0)

@@ -822,31 +822,207 @@ static void put_float_text(cdc_buf *out, float v)
     cdc_buf_puts(out, tmp);
 }
 
-/* YYYY-MM-DD with the year as Postgres prints it; returns whether it is BC. */
-static bool put_date_text(cdc_buf *out, int64_t days)
+/*
+ * Text formatting for the decoders. These run for nearly every column of
+ * every event cdc-apply reads, so they write digits directly instead of
+ * going through printf; the output is byte for byte what the printf formats
+ * in the comments would give.
+ */
+
+/* The digits of v, written backwards so they end just before `end`;
+ * returns where they start. */
+static char *u64_text(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* Number of decimal digits of v. */
+static int u64_ndigits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* "%0*" PRIu64 at p; returns the end. */
+static char *fmt_uint(char *p, uint64_t v, int width)
+{
+    int n = u64_ndigits(v);
+    while (n < width) {
+        *p++ = '0';
+        width--;
+    }
+    u64_text(p + n, v);
+    return p + n;
+}
+
+/* "%02d" for 0 <= v <= 99 at p; returns the end. */
+static char *fmt_2d(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+/* "%" PRId64 */
+static void put_int_text(cdc_buf *out, int64_t v)
+{
+    uint64_t u = v < 0 ? ~(uint64_t)v + 1 : (uint64_t)v;
+    size_t n = (size_t)u64_ndigits(u) + (v < 0);
+    cdc_buf_reserve(out, n);
+    char *p = (char *)out->data + out->len;
+    if (v < 0)
+        *p = '-';
+    u64_text(p + n, u);
+    out->len += n;
+}
+
+/* Room for the longest date or timestamp text: a seven-digit year (int32
+ * days reach year 5881580), "-MM-DD HH:MM:SS.ffffff+00 BC". */
+#define DATETIME_TEXT_MAX 48
+
+/*
+ * YYYY-MM-DD with the year as Postgres prints it ("%04" PRId64 "-%02d-%02d"
+ * of the year counted from 1, so BC years are positive too) at p; returns
+ * the end and sets *bc.
+ */
+static char *fmt_date(char *p, int64_t days, bool *bc)
 {
     int64_t y;
     int m, d;
     civil_from_days(days, &y, &m, &d);
-    bool bc = y <= 0;
-    cdc_buf_printf(out, "%04" PRId64 "-%02d-%02d", bc ? 1 - y : y, m, d);
-    return bc;
+    *bc = y <= 0;
+    p = fmt_uint(p, (uint64_t)(*bc ? 1 - y : y), 4);
+    *p++ = '-';
+    p = fmt_2d(p, m);
+    *p++ = '-';
+    return fmt_2d(p, d);
 }
 
-/* HH:MM:SS plus the fraction without trailing zeros, as Postgres prints it. */
+/* HH:MM:SS plus the fraction without trailing zeros, as Postgres prints it;
+ * 0 <= micros <= USECS_PER_DAY. Returns the end. */
+static char *fmt_time(char *p, int64_t micros)
+{
+    int secs = (int)(micros / USECS_PER_SEC);
+    int frac = (int)(micros % USECS_PER_SEC);
+    p = fmt_2d(p, secs / 3600);
+    *p++ = ':';
+    p = fmt_2d(p, secs / 60 % 60);
+    *p++ = ':';
+    p = fmt_2d(p, secs % 60);
+    if (frac) {
+        char f[6];
+        int n = 6;
+        for (int i = 5; i >= 0; i--, frac /= 10)
+            f[i] = (char)('0' + frac % 10);
+        while (n > 1 && f[n - 1] == '0')
+            n--;
+        *p++ = '.';
+        memcpy(p, f, (size_t)n);
+        p += n;
+    }
+    return p;
+}
+
+static char *fmt_str(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* A date that is not an infinity, with " BC" when it is one. */
+static void put_date_text(cdc_buf *out, int32_t days)
+{
+    char tmp[DATETIME_TEXT_MAX];
+    bool bc;
+    char *e = fmt_date(tmp, days, &bc);
+    if (bc)
+        e = fmt_str(e, " BC", 3);
+    cdc_buf_append(out, tmp, (size_t)(e - tmp));
+}
+
 static void put_time_text(cdc_buf *out, int64_t micros)
 {
-    int64_t secs = micros / USECS_PER_SEC;
-    int frac = (int)(micros % USECS_PER_SEC);
-    cdc_buf_printf(out, "%02d:%02d:%02d", (int)(secs / 3600), (int)(secs / 60 % 60),
-                   (int)(secs % 60));
-    if (frac) {
-        char f[8];
-        snprintf(f, sizeof f, "%06d", frac);
-        for (int i = 5; i > 0 && f[i] == '0'; i--)
-            f[i] = '\0';
-        cdc_buf_printf(out, ".%s", f);
+    char tmp[DATETIME_TEXT_MAX];
+    char *e = fmt_time(tmp, micros);
+    cdc_buf_append(out, tmp, (size_t)(e - tmp));
+}
+
+/* Micros since 1970 (not an infinity) as "date time[+00][ BC]". */
+static void put_timestamp_text(cdc_buf *out, int64_t micros, bool with_tz)
+{
+    int64_t days = micros / USECS_PER_DAY, tod = micros % USECS_PER_DAY;
+    if (tod < 0) {
+        tod += USECS_PER_DAY;
+        days--;
     }
+    char tmp[DATETIME_TEXT_MAX];
+    bool bc;
+    char *e = fmt_date(tmp, days, &bc);
+    *e++ = ' ';
+    e = fmt_time(e, tod);
+    /* An explicit +00 pins the instant whatever the target's TimeZone;
+     * Postgres wants BC after the offset. */
+    if (with_tz)
+        e = fmt_str(e, "+00", 3);
+    if (bc)
+        e = fmt_str(e, " BC", 3);
+    cdc_buf_append(out, tmp, (size_t)(e - tmp));
+}
+
+/*
+ * The unscaled value's decimal digits: big-endian two's complement in, the
+ * magnitude's digits out (written backwards ending at `end`, as u64_text),
+ * and whether it is negative. Up to 8 bytes fit a uint64_t, which is every
+ * numeric(18,s) and below; longer values go through base-10^9 division.
+ */
+static char *decimal_digits(char *end, const uint8_t *data, size_t len, bool *neg)
+{
+    *neg = data[0] & 0x80;
+    if (len <= 8) {
+        uint64_t u = 0;
+        for (size_t i = 0; i < len; i++)
+            u = u << 8 | data[i];
+        if (*neg && len < 8)
+            u |= ~UINT64_C(0) << (8 * len); /* sign-extend */
+        return u64_text(end, *neg ? ~u + 1 : u);
+    }
+
+    /* Magnitude as little-endian 32-bit limbs. */
+    uint32_t limb[DECIMAL_MAX_BYTES / 4 + 1];
+    bigmag m = {limb, len / 4 + 1};
+    memset(limb, 0, m.n * sizeof *limb);
+    unsigned carry = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned x = data[len - 1 - i];
+        if (*neg) {
+            x = (uint8_t)~x + carry;
+            carry = x >> 8;
+        }
+        limb[i / 4] |= (uint32_t)(uint8_t)x << (8 * (i % 4));
+    }
+    while (m.n > 0 && m.limb[m.n - 1] == 0)
+        m.n--;
+
+    /* Base 10^9 chunks, least significant first: every chunk but the most
+     * significant one is zero-padded to nine digits. */
+    char *s = end;
+    do {
+        uint32_t c = mag_divmod(&m, 1000000000u);
+        char *e = s;
+        s = u64_text(s, c);
+        if (m.n > 0)
+            while (e - s < 9)
+                *--s = '0';
+    } while (m.n > 0);
+    return s;
 }
 
 static int decode_decimal(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
@@ -854,10 +1030,8 @@ static int decode_decimal(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
 {
     const uint8_t *q = *p, *data;
     size_t len;
-    int rc = -1;
-    uint8_t *mag_be = NULL;
-    bigmag m = {NULL, 0};
-    cdc_buf dec = {0};
+    /* Each 9-digit chunk takes more than 29 bits of the magnitude (10^9 > 2^29). */
+    char dec[(DECIMAL_MAX_BYTES * 8 / 29 + 2) * 9];
 
     if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
         return truncated(errstr, errstr_size, "decimal");
@@ -866,63 +1040,34 @@ static int decode_decimal(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
     if (len > DECIMAL_MAX_BYTES)
         return set_err(errstr, errstr_size, "Avro decimal of %zu bytes is too large", len);
 
-    /* Magnitude of the two's complement value, still big-endian. */
-    bool neg = data[0] & 0x80;
-    mag_be = cdc_xmalloc(len);
-    memcpy(mag_be, data, len);
-    if (neg) {
-        unsigned carry = 1;
-        for (size_t i = len; i-- > 0;) {
-            unsigned x = (uint8_t)~mag_be[i] + carry;
-            mag_be[i] = (uint8_t)x;
-            carry = x >> 8;
-        }
-    }
-    m.limb = cdc_xcalloc(len / 4 + 1, sizeof *m.limb);
-    for (size_t i = 0; i < len; i++)
-        m.limb[i / 4] |= (uint32_t)mag_be[len - 1 - i] << (8 * (i % 4));
-    m.n = len / 4 + 1;
-    while (m.n > 0 && m.limb[m.n - 1] == 0)
-        m.n--;
+    bool neg;
+    char *digits = decimal_digits(dec + sizeof dec, data, len, &neg);
+    size_t nd = (size_t)(dec + sizeof dec - digits), scale = (size_t)t->scale;
+    bool zero = nd == 1 && digits[0] == '0';
+    if (!zero && t->precision > 0 && nd > (size_t)t->precision)
+        return set_err(errstr, errstr_size, "Avro decimal has %zu digits, more than precision %d",
+                       nd, t->precision);
 
-    /* Base 10^9 chunks, least significant first, then printed reversed. */
-    uint32_t chunks[DECIMAL_MAX_BYTES / 3 + 2];
-    size_t nc = 0;
-    do {
-        chunks[nc++] = mag_divmod(&m, 1000000000u);
-    } while (m.n > 0);
-    cdc_buf_printf(&dec, "%" PRIu32, chunks[nc - 1]);
-    for (size_t i = nc - 1; i-- > 0;)
-        cdc_buf_printf(&dec, "%09" PRIu32, chunks[i]);
-
-    size_t nd = dec.len, scale = (size_t)t->scale;
-    bool zero = nd == 1 && dec.data[0] == '0';
-    if (!zero && t->precision > 0 && nd > (size_t)t->precision) {
-        set_err(errstr, errstr_size, "Avro decimal has %zu digits, more than precision %d", nd,
-                t->precision);
-        goto done;
-    }
+    cdc_buf_reserve(out, nd + scale + 3);
+    char *o = (char *)out->data + out->len;
     if (neg && !zero)
-        cdc_buf_putc(out, '-');
+        *o++ = '-';
     if (nd <= scale) {
-        cdc_buf_puts(out, "0.");
-        for (size_t i = nd; i < scale; i++)
-            cdc_buf_putc(out, '0');
-        cdc_buf_append(out, dec.data, nd);
+        *o++ = '0';
+        *o++ = '.';
+        memset(o, '0', scale - nd);
+        o += scale - nd;
+        o = fmt_str(o, digits, nd);
     } else {
-        cdc_buf_append(out, dec.data, nd - scale);
+        o = fmt_str(o, digits, nd - scale);
         if (scale) {
-            cdc_buf_putc(out, '.');
-            cdc_buf_append(out, dec.data + nd - scale, scale);
+            *o++ = '.';
+            o = fmt_str(o, digits + nd - scale, scale);
         }
     }
+    out->len = (size_t)((uint8_t *)o - out->data);
     *p = q;
-    rc = 0;
-done:
-    cdc_buf_free(&dec);
-    free(m.limb);
-    free(mag_be);
-    return rc;
+    return 0;
 }
 
 static int decode_bytes_like(cdc_buf *out, cdc_conv conv, const uint8_t **p, const uint8_t *end,
@@ -977,12 +1122,12 @@ int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t, const uint8_t **p
     case CDC_CONV_INT:
         if (cdc_avro_get_int(&q, end, &i) != 0)
             return truncated(errstr, errstr_size, "int");
-        cdc_buf_printf(out, "%" PRId32, i);
+        put_int_text(out, i);
         break;
     case CDC_CONV_LONG:
         if (cdc_avro_get_long(&q, end, &l) != 0)
             return truncated(errstr, errstr_size, "long");
-        cdc_buf_printf(out, "%" PRId64, l);
+        put_int_text(out, l);
         break;
     case CDC_CONV_FLOAT:
         if (cdc_avro_get_float(&q, end, &f) != 0)
@@ -1001,8 +1146,8 @@ int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t, const uint8_t **p
             cdc_buf_puts(out, "infinity");
         else if (i == INT32_MIN)
             cdc_buf_puts(out, "-infinity");
-        else if (put_date_text(out, i))
-            cdc_buf_puts(out, " BC");
+        else
+            put_date_text(out, i);
         break;
     case CDC_CONV_TIME:
         if (cdc_avro_get_long(&q, end, &l) != 0)
@@ -1021,20 +1166,7 @@ int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t, const uint8_t **p
         } else if (l == INT64_MIN) {
             cdc_buf_puts(out, "-infinity");
         } else {
-            int64_t days = l / USECS_PER_DAY, tod = l % USECS_PER_DAY;
-            if (tod < 0) {
-                tod += USECS_PER_DAY;
-                days--;
-            }
-            bool bc = put_date_text(out, days);
-            cdc_buf_putc(out, ' ');
-            put_time_text(out, tod);
-            /* An explicit +00 pins the instant whatever the target's
-             * TimeZone; Postgres wants BC after the offset. */
-            if (t->conv == CDC_CONV_TIMESTAMPTZ)
-                cdc_buf_puts(out, "+00");
-            if (bc)
-                cdc_buf_puts(out, " BC");
+            put_timestamp_text(out, l, t->conv == CDC_CONV_TIMESTAMPTZ);
         }
         break;
     default:
