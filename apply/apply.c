@@ -83,8 +83,8 @@ typedef struct applier {
     size_t events; /* events folded into the current batch */
     char *schemas_topic;
     char *bootstrap_topic; /* capture's state topic: not events */
-    bool need_resync; /* re-read positions and seek every partition */
-    int exit_status;  /* set when the daemon must stop with an error */
+    bool need_resync;      /* re-read positions and seek every partition */
+    int exit_status;       /* set when the daemon must stop with an error */
     cdc_event ev;
     /* Counters for the periodic progress line. */
     int64_t stat_since;
@@ -905,7 +905,13 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         return NULL;
     }
     rd_kafka_poll_set_consumer(rk);
-    /* Every topic of the prefix; the schema and dead-letter topics are skipped. */
+    /*
+     * Every table topic of the prefix: "{prefix}.{schema}.{table}" has a dot
+     * after the schema part, the control topics ({prefix}._schemas,
+     * {prefix}._bootstrap, {prefix}.dlq) have none, so creating them does not
+     * trigger a rebalance. (A dead-letter topic named otherwise is skipped
+     * message by message.)
+     */
     cdc_buf re;
     cdc_buf_init(&re);
     cdc_buf_putc(&re, '^');
@@ -914,7 +920,7 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
             cdc_buf_putc(&re, '\\');
         cdc_buf_putc(&re, (uint8_t)*c);
     }
-    cdc_buf_puts(&re, "\\..*");
+    cdc_buf_puts(&re, "\\.[^.]+\\..+");
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, cdc_buf_cstr(&re), RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, l);

@@ -614,6 +614,21 @@ static void copy_value(cdc_buf *out, const char *v, char term)
     out->len = (size_t)(o - out->data);
 }
 
+void sql_copy_table(cdc_buf *out, const cdc_table_schema *s)
+{
+    cdc_buf_puts(out, "COPY ");
+    sql_qualified(out, s->schema_name, s->table_name);
+    cdc_buf_puts(out, " (");
+    column_list(out, s);
+    cdc_buf_puts(out, ") FROM STDIN");
+}
+
+void sql_copy_row(cdc_buf *out, int nfields, const char *const *vals)
+{
+    for (int i = 0; i < nfields; i++)
+        copy_value(out, vals[i], i + 1 < nfields ? '\t' : '\n');
+}
+
 void sql_copy_line(cdc_buf *out, int nfields, const char *const *vals, char op, const char *keep)
 {
     for (int i = 0; i < nfields; i++)

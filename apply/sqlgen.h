@@ -80,4 +80,9 @@ void sql_keyless_delete(cdc_buf *out, const cdc_table_schema *s);
 void sql_copy_line(cdc_buf *out, int nfields, const char *const *vals, char op,
                    const char *keep);
 
+/* COPY "schema"."table" (cols...) FROM STDIN: rows straight into the table. */
+void sql_copy_table(cdc_buf *out, const cdc_table_schema *s);
+/* One COPY text-format line of the table's columns only (see sql_copy_line). */
+void sql_copy_row(cdc_buf *out, int nfields, const char *const *vals);
+
 #endif

@@ -35,6 +35,8 @@ struct target {
     size_t nready, capready;
     cdc_buf sql;
     cdc_buf copy;
+    char **merge_only; /* tables where a direct COPY met an existing key */
+    size_t nmerge_only;
 };
 
 target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
@@ -70,6 +72,9 @@ void target_destroy(target *t)
     free(t->state_schema);
     free(t->group_id);
     free(t->ready);
+    for (size_t i = 0; i < t->nmerge_only; i++)
+        free(t->merge_only[i]);
+    free(t->merge_only);
     cdc_buf_free(&t->sql);
     cdc_buf_free(&t->copy);
     free(t);
@@ -490,41 +495,29 @@ static target_status apply_keyless(target *t, const cdc_table_schema *s, const b
     return r;
 }
 
-target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
-                                 size_t errstr_size)
+/*
+ * Send the batch's rows through `copy_sql` (a COPY ... FROM STDIN): with
+ * op/keep columns for the stage, or the table's columns only for a direct
+ * COPY. Marks in any[] which ops occur.
+ */
+static target_status copy_rows(target *t, const cdc_table_schema *s, const batch *b,
+                               const char *copy_sql, bool staged, bool any[128], char *errstr,
+                               size_t errstr_size)
 {
-    if (batch_count(b) == 0)
-        return TARGET_OK;
-    if (batch_keyless(b))
-        return apply_keyless(t, s, b, errstr, errstr_size);
-
-    char stage[40];
-    stage_name(s, stage);
-    cdc_buf *sql = &t->sql;
-    cdc_buf_reset(sql);
-    if (sql_create_stage(sql, s, stage, errstr, errstr_size) != 0)
-        return TARGET_REJECT;
-    target_status r = run(t, cdc_buf_cstr(sql), errstr, errstr_size);
-    if (r != TARGET_OK)
-        return r;
-
-    cdc_buf_reset(sql);
-    sql_copy_stage(sql, s, stage);
-    PGresult *res = PQexec(t->conn, cdc_buf_cstr(sql));
+    PGresult *res = PQexec(t->conn, copy_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        r = failed(t, res, errstr, errstr_size);
+        target_status r = failed(t, res, errstr, errstr_size);
         PQclear(res);
         return r;
     }
     PQclear(res);
-
     int n = s->nfields;
     const char **vals = cdc_xcalloc((size_t)n + 1, sizeof *vals);
     char *keep = cdc_xmalloc((size_t)n + 1);
-    bool any[128] = {false};
     cdc_buf *copy = &t->copy;
     cdc_buf_reset(copy);
-    for (size_t i = 0; i < batch_count(b); i++) {
+    bool sent_ok = true;
+    for (size_t i = 0; i < batch_count(b) && sent_ok; i++) {
         const batch_row *row = batch_row_at(b, i);
         for (int c = 0; c < n; c++) {
             vals[c] = val_text(b, &row->vals[c]);
@@ -532,24 +525,108 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
         }
         keep[n] = '\0';
         any[(unsigned char)row->op & 127] = true;
-        sql_copy_line(copy, n, vals, (char)row->op, keep);
+        if (staged)
+            sql_copy_line(copy, n, vals, (char)row->op, keep);
+        else
+            sql_copy_row(copy, n, vals);
         if (copy->len >= COPY_CHUNK) {
-            if (PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len) != 1)
-                break;
+            sent_ok = PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len) == 1;
             cdc_buf_reset(copy);
         }
     }
     free(vals);
     free(keep);
-    if (copy->len > 0)
+    if (sent_ok && copy->len > 0)
         PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len);
     PQputCopyEnd(t->conn, NULL);
-    r = TARGET_OK;
+    target_status r = TARGET_OK;
     while ((res = PQgetResult(t->conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK && r == TARGET_OK)
             r = failed(t, res, errstr, errstr_size);
         PQclear(res);
     }
+    return r;
+}
+
+static bool is_merge_only(const target *t, const char *qname)
+{
+    for (size_t i = 0; i < t->nmerge_only; i++)
+        if (strcmp(t->merge_only[i], qname) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * A batch of nothing but whole-row inserts (a bootstrap, an insert-heavy
+ * workload) is copied straight into the table: one pass instead of stage +
+ * merge. If a key already exists (a replayed load, a row inserted by hand)
+ * the COPY fails with unique_violation, the savepoint undoes it, and the
+ * table uses the merge path for the rest of the session.
+ */
+static target_status try_direct(target *t, const cdc_table_schema *s, const batch *b, bool *done,
+                                char *errstr, size_t errstr_size)
+{
+    *done = false;
+    for (size_t i = 0; i < batch_count(b); i++) {
+        const batch_row *row = batch_row_at(b, i);
+        if (row->op != BATCH_UPSERT)
+            return TARGET_OK;
+        for (int c = 0; c < s->nfields; c++)
+            if (row->vals[c].state == CDC_COL_UNCHANGED)
+                return TARGET_OK;
+    }
+    cdc_buf qname;
+    cdc_buf_init(&qname);
+    sql_qualified(&qname, s->schema_name, s->table_name);
+    target_status r = TARGET_OK;
+    if (is_merge_only(t, cdc_buf_cstr(&qname)))
+        goto out;
+    if ((r = run(t, "SAVEPOINT cdc_direct", errstr, errstr_size)) != TARGET_OK)
+        goto out;
+    cdc_buf_reset(&t->sql);
+    sql_copy_table(&t->sql, s);
+    bool any[128] = {false};
+    r = copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, any, errstr, errstr_size);
+    if (r == TARGET_OK) {
+        r = run(t, "RELEASE SAVEPOINT cdc_direct", errstr, errstr_size);
+        *done = r == TARGET_OK;
+    } else if (r == TARGET_REJECT && strncmp(errstr, "23505", 5) == 0) {
+        cdc_debug("%s: a key exists already; merging from now on", cdc_buf_cstr(&qname));
+        t->merge_only = cdc_xrealloc(t->merge_only, (t->nmerge_only + 1) * sizeof(char *));
+        t->merge_only[t->nmerge_only++] = cdc_xstrdup(cdc_buf_cstr(&qname));
+        r = run(t, "ROLLBACK TO SAVEPOINT cdc_direct", errstr, errstr_size);
+    }
+out:
+    cdc_buf_free(&qname);
+    return r;
+}
+
+target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
+                                 size_t errstr_size)
+{
+    if (batch_count(b) == 0)
+        return TARGET_OK;
+    if (batch_keyless(b))
+        return apply_keyless(t, s, b, errstr, errstr_size);
+    bool done = false;
+    target_status r = try_direct(t, s, b, &done, errstr, errstr_size);
+    if (r != TARGET_OK || done)
+        return r;
+
+    char stage[40];
+    stage_name(s, stage);
+    cdc_buf *sql = &t->sql;
+    cdc_buf_reset(sql);
+    if (sql_create_stage(sql, s, stage, errstr, errstr_size) != 0)
+        return TARGET_REJECT;
+    r = run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+
+    cdc_buf_reset(sql);
+    sql_copy_stage(sql, s, stage);
+    bool any[128] = {false};
+    r = copy_rows(t, s, b, cdc_buf_cstr(sql), true, any, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
 
