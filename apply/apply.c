@@ -458,7 +458,7 @@ static target_status save_positions(applier *a)
 {
     for (size_t i = 0; i < a->nparts; i++) {
         part_state *p = &a->parts[i];
-        if (!p->pending)
+        if (!p->pending || p->next.next_offset < 0)
             continue;
         target_status r =
             target_save_position(a->tgt, p->topic, p->partition, &p->next, a->err, sizeof a->err);

@@ -696,43 +696,84 @@ target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const
                    2, v2, NULL, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
-    const char *v4[] = {t->group_id, topic, lsn, ord};
-    cdc_buf_reset(sql);
-    cdc_buf_printf(sql,
-                   "SELECT partition, event_offset FROM %s.apply_truncates "
-                   "WHERE group_id = $1 AND topic = $2 AND commit_lsn = $3 AND ordinal = $4",
-                   t->state_schema);
-    PGresult *res = NULL;
-    r = run_params(t, cdc_buf_cstr(sql), 4, v4, &res, errstr, errstr_size);
-    if (r != TARGET_OK)
-        return r;
-    if (PQntuples(res) < npartitions) {
+    /*
+     * Complete every pending truncate that can be, oldest first. A partition
+     * has reached a truncate when it waits at it or at a later one: a
+     * capture interrupted while writing a truncate to every partition leaves
+     * some partitions without it, and the truncate it writes after
+     * restarting stands in for it there. Checking from the oldest on every
+     * arrival means no combination of arrivals can leave one waiting.
+     */
+    for (;;) {
+        cdc_buf_reset(sql);
+        cdc_buf_printf(sql,
+                       "SELECT commit_lsn, ordinal FROM %s.apply_truncates "
+                       "WHERE group_id = $1 AND topic = $2 ORDER BY commit_lsn, ordinal LIMIT 1",
+                       t->state_schema);
+        PGresult *res = NULL;
+        r = run_params(t, cdc_buf_cstr(sql), 2, v2, &res, errstr, errstr_size);
+        if (r != TARGET_OK)
+            return r;
+        if (PQntuples(res) == 0) {
+            PQclear(res);
+            return TARGET_OK;
+        }
+        char mlsn[24], mord[24];
+        snprintf(mlsn, sizeof mlsn, "%s", PQgetvalue(res, 0, 0));
+        snprintf(mord, sizeof mord, "%s", PQgetvalue(res, 0, 1));
         PQclear(res);
-        return TARGET_OK; /* others have not reached it yet */
-    }
-    r = target_truncate(t, s, errstr, errstr_size);
-    for (int i = 0; i < PQntuples(res) && r == TARGET_OK; i++) {
-        target_pos pos = {
-            .next_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10) + 1,
-            .commit_lsn = commit_lsn,
-            .ordinal = ordinal,
-        };
-        r = target_save_position(t, topic, (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10), &pos,
-                                 errstr, errstr_size);
-    }
-    PQclear(res);
-    if (r != TARGET_OK)
-        return r;
-    cdc_buf_reset(sql);
-    cdc_buf_printf(sql,
-                   "DELETE FROM %s.apply_truncates "
-                   "WHERE group_id = $1 AND topic = $2 AND commit_lsn = $3 AND ordinal = $4",
-                   t->state_schema);
-    r = run_params(t, cdc_buf_cstr(sql), 4, v4, NULL, errstr, errstr_size);
-    if (r == TARGET_OK) {
-        *done = true;
+        const char *v4[] = {t->group_id, topic, mlsn, mord};
+        cdc_buf_reset(sql);
+        cdc_buf_printf(sql,
+                       "SELECT partition, event_offset, (commit_lsn, ordinal) = ($3, $4) "
+                       "FROM %s.apply_truncates "
+                       "WHERE group_id = $1 AND topic = $2 AND (commit_lsn, ordinal) >= ($3, $4)",
+                       t->state_schema);
+        r = run_params(t, cdc_buf_cstr(sql), 4, v4, &res, errstr, errstr_size);
+        if (r != TARGET_OK)
+            return r;
+        int arrived = 0;
+        bool *seen = cdc_xcalloc((size_t)npartitions + 1, sizeof *seen);
+        for (int i = 0; i < PQntuples(res); i++) {
+            long part_no = strtol(PQgetvalue(res, i, 0), NULL, 10);
+            if (part_no >= 0 && part_no < npartitions && !seen[part_no]) {
+                seen[part_no] = true;
+                arrived++;
+            }
+        }
+        free(seen);
+        if (arrived < npartitions) {
+            PQclear(res);
+            return TARGET_OK; /* the oldest one still waits for others */
+        }
+        uint64_t m_lsn = (uint64_t)strtoll(mlsn, NULL, 10);
+        int64_t m_ord = strtoll(mord, NULL, 10);
+        r = target_truncate(t, s, errstr, errstr_size);
+        for (int i = 0; i < PQntuples(res) && r == TARGET_OK; i++) {
+            if (PQgetvalue(res, i, 2)[0] != 't')
+                continue; /* waits at a later truncate: stays */
+            target_pos pos = {
+                .next_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10) + 1,
+                .commit_lsn = m_lsn,
+                .ordinal = m_ord,
+            };
+            r = target_save_position(t, topic, (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10),
+                                     &pos, errstr, errstr_size);
+        }
+        PQclear(res);
+        if (r != TARGET_OK)
+            return r;
+        cdc_buf_reset(sql);
+        cdc_buf_printf(sql,
+                       "DELETE FROM %s.apply_truncates "
+                       "WHERE group_id = $1 AND topic = $2 AND commit_lsn = $3 AND ordinal = $4",
+                       t->state_schema);
+        r = run_params(t, cdc_buf_cstr(sql), 4, v4, NULL, errstr, errstr_size);
+        if (r != TARGET_OK)
+            return r;
+        if (m_lsn == commit_lsn && m_ord == ordinal)
+            *done = true;
         cdc_info("truncated %s.%s (all %d partitions of %s reached the truncate)", s->schema_name,
                  s->table_name, npartitions, topic);
     }
-    return r;
 }

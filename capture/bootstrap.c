@@ -124,12 +124,24 @@ int bootstrap_parse_copy_line(const char *line, size_t len, cdc_buf *scratch, pg
                     return -1;
                 c = line[i++];
                 switch (c) {
-                case 'b': cdc_buf_putc(scratch, '\b'); break;
-                case 'f': cdc_buf_putc(scratch, '\f'); break;
-                case 'n': cdc_buf_putc(scratch, '\n'); break;
-                case 'r': cdc_buf_putc(scratch, '\r'); break;
-                case 't': cdc_buf_putc(scratch, '\t'); break;
-                case 'v': cdc_buf_putc(scratch, '\v'); break;
+                case 'b':
+                    cdc_buf_putc(scratch, '\b');
+                    break;
+                case 'f':
+                    cdc_buf_putc(scratch, '\f');
+                    break;
+                case 'n':
+                    cdc_buf_putc(scratch, '\n');
+                    break;
+                case 'r':
+                    cdc_buf_putc(scratch, '\r');
+                    break;
+                case 't':
+                    cdc_buf_putc(scratch, '\t');
+                    break;
+                case 'v':
+                    cdc_buf_putc(scratch, '\v');
+                    break;
                 case 'x': {
                     int v = 0, d = 0;
                     while (d < 2 && i < len) {
@@ -307,8 +319,7 @@ static boot_status load_catalog(loader *L, PGconn *c)
         "WHERE pt.pubname = $1 ORDER BY 5 DESC",
         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(L->err, L->errsz, "listing the published tables: %s",
-                 PQresultErrorMessage(res));
+        snprintf(L->err, L->errsz, "listing the published tables: %s", PQresultErrorMessage(res));
         one_line(L->err);
         PQclear(res);
         return BOOT_RETRY;
@@ -500,8 +511,8 @@ static emit_status take_row(loader *L, int table, const char *line, size_t len)
     for (int k = 0; k < n; k++) {
         L->held_values[k] = L->values[k];
         if (L->values[k].kind == 't')
-            L->held_values[k].data =
-                (const char *)L->held_data.data + (L->values[k].data - (const char *)L->scratch.data);
+            L->held_values[k].data = (const char *)L->held_data.data +
+                                     (L->values[k].data - (const char *)L->scratch.data);
     }
     L->held_n = n;
     L->held_table = table;
@@ -536,12 +547,13 @@ static void progress(loader *L, bool final)
         for (int i = 0; i < width; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\rbootstrap [%s] %5.1f%% %" PRId64 "/%.0f rows %.0f rows/s ETA %.0f s\033[K",
-                bar, pct, L->rows, total, rate, eta);
+        fprintf(stderr,
+                "\rbootstrap [%s] %5.1f%% %" PRId64 "/%.0f rows %.0f rows/s ETA %.0f s\033[K", bar,
+                pct, L->rows, total, rate, eta);
         fflush(stderr);
     } else {
-        cdc_info("bootstrap: %" PRId64 " of ~%.0f rows (%.1f%%), %.0f rows/s, ETA %.0f s",
-                 L->rows, total, pct, rate, eta);
+        cdc_info("bootstrap: %" PRId64 " of ~%.0f rows (%.1f%%), %.0f rows/s, ETA %.0f s", L->rows,
+                 total, pct, rate, eta);
     }
 }
 
@@ -634,8 +646,8 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
     snprintf(snapshot, sizeof snapshot, "%s", PQgetvalue(res, 0, 2));
     PQclear(res);
     *consistent_point = cp;
-    cdc_info("created replication slot %s at " CDC_LSN_FMT " with snapshot %s; loading", cfg->slot_name,
-             CDC_LSN_ARGS(cp), snapshot);
+    cdc_info("created replication slot %s at " CDC_LSN_FMT " with snapshot %s; loading",
+             cfg->slot_name, CDC_LSN_ARGS(cp), snapshot);
 
     /* 2. Workers import the snapshot (the slot's connection must stay idle until then). */
     L.nworkers = cfg->bootstrap_workers;
@@ -699,6 +711,21 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
     L.ctx.lsn = cp;
     L.ctx.ordinal = 0;
     L.started_ms = L.last_progress_ms = wall_ms();
+    /*
+     * Every load starts with a truncate of each table (on every partition,
+     * like any truncate): a consumer that holds rows of an earlier, abandoned
+     * load or of an older slot is reset, so keys deleted meanwhile do not
+     * survive there. The truncate and the rows share the consistent point;
+     * the truncate has the lower ordinals.
+     */
+    L.ctx.snapshot = "true";
+    for (int i = 0; i < L.ntables; i++) {
+        emit_status st = emitter_truncate(env->em, L.tables[i].r, &L.ctx, errstr, errstr_size);
+        if (st != EMIT_OK) {
+            bs = to_boot(st);
+            goto done;
+        }
+    }
     for (int i = 0; i < L.nworkers; i++)
         if (start_task(&L, &L.workers[i]) != 0) {
             bs = BOOT_RETRY;

@@ -12,7 +12,8 @@
  *
  * Rows become events with op "r", source.snapshot "true" ("last" on the
  * final one), commit_lsn = the consistent point, keyed and partitioned like
- * streamed events.
+ * streamed events. Before them, each table gets a truncate event at the
+ * same point, so a consumer holding rows of an earlier load is reset.
  *
  * State: the compacted topic {prefix}._bootstrap records, per slot,
  * "loading" before the slot is created and "done" once Kafka acknowledged

@@ -57,8 +57,8 @@ typedef struct capture {
     uint64_t reported_lsn;  /* last flush position sent */
     int64_t last_status;    /* pgo_now() of the last status update */
     bool in_txn;
-    bool streaming;        /* the replication connection is in COPY mode */
-    bool force_bootstrap;  /* --bootstrap, until a load has completed */
+    bool streaming;       /* the replication connection is in COPY mode */
+    bool force_bootstrap; /* --bootstrap, until a load has completed */
     event_ctx ctx;
     char state_err[1024]; /* last logged source problem, to log once */
     char errbuf[1024];
@@ -242,8 +242,8 @@ static setup_result create_slot(capture *c, char *errstr, size_t errstr_size)
     PGresult *res = PQexec(c->repl, cdc_buf_cstr(&cmd));
     cdc_buf_free(&cmd);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "cannot create replication slot %s: %s",
-                 c->cfg->slot_name, PQresultErrorMessage(res));
+        snprintf(errstr, errstr_size, "cannot create replication slot %s: %s", c->cfg->slot_name,
+                 PQresultErrorMessage(res));
         PQclear(res);
         return SETUP_FATAL;
     }
@@ -323,9 +323,10 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
     c->force_bootstrap = false;
     c->flushed_lsn = cp;
     if (strcmp(cfg->bootstrap_mode, "only") == 0) {
-        cdc_info("bootstrap.mode=only: load complete; slot %s stays at its consistent point "
-                 CDC_LSN_FMT " so a later run streams from there",
-                 cfg->slot_name, CDC_LSN_ARGS(cp));
+        cdc_info(
+            "bootstrap.mode=only: load complete; slot %s stays at its consistent point " CDC_LSN_FMT
+            " so a later run streams from there",
+            cfg->slot_name, CDC_LSN_ARGS(cp));
         return SETUP_DONE;
     }
     return SETUP_OK;

@@ -204,7 +204,7 @@ static PGresult *rel_rows(PGconn *c, const char *rel)
 {
     cdc_buf q;
     cdc_buf_init(&q);
-    cdc_buf_printf(&q, "SELECT t::text FROM %s t ORDER BY 1 COLLATE \"C\" LIMIT 200000", rel);
+    cdc_buf_printf(&q, "SELECT t::text FROM %s t ORDER BY t::text COLLATE \"C\" LIMIT 200000", rel);
     PGresult *r = PQexec(c, cdc_buf_cstr(&q));
     cdc_buf_free(&q);
     return r;
@@ -292,6 +292,27 @@ void th_assert_converge(const th_pg *pg, const char *src_db, const char *dst_db,
                                     diff, sizeof diff);
         cr_assert(ok, "target did not converge to the source in %d s: %s", timeout_ms / 1000,
                   diff);
+    }
+}
+
+void th_assert_converge_alive(const th_pg *pg, const char *src_db, const char *dst_db,
+                              const char *const *tables, int timeout_ms, th_proc *alive)
+{
+    int64_t end = th_now_ms() + timeout_ms;
+    static char diff[16384];
+    for (int i = 0; tables[i]; i++) {
+        for (;;) {
+            int left = (int)(end - th_now_ms());
+            int slice = left < 2000 ? (left > 0 ? left : 0) : 2000;
+            if (th_wait_same_rows(pg, src_db, tables[i], dst_db, tables[i], slice, diff,
+                                  sizeof diff))
+                break;
+            bool gone = th_proc_wait(alive, 0, NULL) == 0;
+            cr_assert(!gone, "%s exited with status %d before the target converged: %s",
+                      alive->logfile, th_proc_exit_code(alive), diff);
+            cr_assert(left > slice, "target did not converge to the source in %d s: %s",
+                      timeout_ms / 1000, diff);
+        }
     }
 }
 
@@ -514,4 +535,46 @@ void th_reproduce(const char *bootstrap, const th_msgs *m)
     cr_assert_eq(st.failed, 0, "%zu of %zu messages not re-produced: %s", st.failed, m->n,
                  rd_kafka_err2str(st.first_err));
     cr_assert_eq(st.delivered, m->n, "%zu of %zu messages re-produced", st.delivered, m->n);
+}
+
+/* ---- bootstrap tests (test_bootstrap.c) ---------------------------------- */
+
+void th_capture_spawn(th_proc *p, const th_pg *pg, const char *db, const char *bootstrap,
+                      const char *logname, const char *const *flags, const char *const *extra)
+{
+    char conninfo[1024], ci[1200], bs[1200], pf[200];
+    th_pg_conninfo(pg, db, conninfo, sizeof conninfo);
+    snprintf(ci, sizeof ci, "source.conninfo=%s", conninfo);
+    snprintf(bs, sizeof bs, "kafka.bootstrap.servers=%s", bootstrap);
+    snprintf(pf, sizeof pf, "topic.prefix=%s", th_prefix());
+    const char *argv[80] = {CDC_BIN_DIR "/cdc-capture"};
+    int n = 1;
+    for (int i = 0; flags && flags[i] && n < 16; i++)
+        argv[n++] = flags[i];
+    const char *base[] = {ci, bs, pf};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        argv[n++] = "-s";
+        argv[n++] = base[i];
+    }
+    for (int i = 0; extra && extra[i] && n < 76; i++) {
+        argv[n++] = "-s";
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    th_spawn(p, logname, (char *const *)argv);
+}
+
+bool th_wait_log_alive(th_proc *p, const char *logname, const char *needle, int timeout_ms)
+{
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", th_test_dir(), logname);
+    int64_t end = th_now_ms() + timeout_ms;
+    for (;;) {
+        if (th_wait_log(path, needle, 100))
+            return true;
+        if (th_proc_wait(p, 0, NULL) == 0)
+            return th_wait_log(path, needle, 0);
+        if (th_now_ms() >= end)
+            return false;
+    }
 }

@@ -81,6 +81,13 @@ bool th_wait_same_rows(const th_pg *pg, const char *src_db, const char *src_rel,
  */
 void th_assert_converge(const th_pg *pg, const char *src_db, const char *dst_db,
                         const char *const *tables, int timeout_ms);
+/*
+ * th_assert_converge that also fails as soon as `alive` (e.g. cdc-apply)
+ * exits, instead of waiting out the timeout for a target that can no
+ * longer change.
+ */
+void th_assert_converge_alive(const th_pg *pg, const char *src_db, const char *dst_db,
+                              const char *const *tables, int timeout_ms, th_proc *alive);
 
 /* ---- Kafka headers and re-production ------------------------------------ */
 
@@ -118,5 +125,23 @@ const char *th_hdr(const th_hmsg *m, const char *name);
  * idempotent producer; asserts that all were delivered.
  */
 void th_reproduce(const char *bootstrap, const th_msgs *m);
+
+/* ---- bootstrap tests (test_bootstrap.c) ---------------------------------- */
+
+/*
+ * Start cdc-capture like th_capture_start but without waiting for anything:
+ * `flags` (NULL-terminated, may be NULL) are command-line arguments placed
+ * before the settings (e.g. "--bootstrap"), `extra` further KEY=VALUE
+ * settings (may be NULL; they come last, so they override). For runs that
+ * are killed during the load or exit by themselves (bootstrap.mode=only).
+ */
+void th_capture_spawn(th_proc *p, const th_pg *pg, const char *db, const char *bootstrap,
+                      const char *logname, const char *const *flags, const char *const *extra);
+/*
+ * Wait until the log `logname` (in the test directory) of `p` contains
+ * `needle`; false on timeout or if `p` exited first (its log is checked once
+ * more after the exit).
+ */
+bool th_wait_log_alive(th_proc *p, const char *logname, const char *needle, int timeout_ms);
 
 #endif
