@@ -510,7 +510,22 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
         emit_status st = emit_one(em, r, 'd', before, NULL, before, ctx, errstr, errstr_size);
         if (st != EMIT_OK)
             return st;
-        return emit_one(em, r, 'c', NULL, after, after, ctx, errstr, errstr_size);
+        /*
+         * The insert must be a whole row. An unchanged TOASTed value is not
+         * in the new tuple; under REPLICA IDENTITY FULL the old tuple has it
+         * (flattened), so take it from there. Under DEFAULT it stays listed
+         * as unchanged and a consumer cannot fill it (cdc-apply stops and
+         * says so): see README, "Known limits".
+         */
+        pgo_value *vals = cdc_xmalloc((size_t)after->ncols * sizeof *vals);
+        for (uint16_t i = 0; i < after->ncols; i++)
+            vals[i] = after->values[i].kind == 'u' && before->values[i].kind == 't'
+                          ? before->values[i]
+                          : after->values[i];
+        pgo_tuple whole = {after->ncols, vals};
+        st = emit_one(em, r, 'c', NULL, &whole, &whole, ctx, errstr, errstr_size);
+        free(vals);
+        return st;
     }
     const pgo_tuple *keyt = op == 'd' ? before : after;
     return emit_one(em, r, op, before, after, keyt, ctx, errstr, errstr_size);

@@ -16,7 +16,8 @@
  * unchanged TOASTed value is not sent at all; "pg.nullable" keeps the
  * constraint for targets.
  *
- * The namespace ends in "v" + a hash of the schema's full JSON. Parsing
+ * The namespace ends in "v" + a hash of the schema's full JSON (the key's in
+ * "k" + a hash of the key record only, so key bytes survive added columns). Parsing
  * Canonical Form (and so the fingerprint) ignores logical types and custom
  * properties: without the hash, numeric(18,2) becoming numeric(20,4) would
  * keep the fingerprint while changing the meaning of the bytes, and a
@@ -281,6 +282,19 @@ int relcache_build(relation *r, const rel_colinfo *ci, int ncols, char *errstr, 
     cdc_fingerprint_hex(cdc_crc64_avro(tag_text, strlen(tag_text)), hex);
     char ns[600];
     snprintf(ns, sizeof ns, "cdc.%s.%s.v%s", nsp, rel, hex);
+    /*
+     * The key's own tag covers only the key record: the key bytes (and so
+     * the partition) of a row must not change when a column is added to the
+     * table, or one key's history would be split across partitions.
+     */
+    char kns[600] = "";
+    if (key) {
+        char *ktext = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
+        char khex[17];
+        cdc_fingerprint_hex(cdc_crc64_avro(ktext, strlen(ktext)), khex);
+        free(ktext);
+        snprintf(kns, sizeof kns, "cdc.%s.%s.k%s", nsp, rel, khex);
+    }
 
     /* Put "namespace" right after "name" for readability. */
     json_t *env2 = json_object();
@@ -301,7 +315,7 @@ int relcache_build(relation *r, const rel_colinfo *ci, int ncols, char *errstr, 
         {
             json_object_set(key2, k, v);
             if (strcmp(k, "name") == 0)
-                json_object_set_new(key2, "namespace", json_string(ns));
+                json_object_set_new(key2, "namespace", json_string(kns));
         }
         json_decref(key);
         key = key2;

@@ -1,0 +1,691 @@
+/*
+ * cdc-apply under faults: kill -9 of either daemon during a continuous
+ * workload, poison events (dead-letter topic or stop), a target restart,
+ * SIGTERM, configuration errors and two processes sharing one group. The
+ * invariant everywhere: the target ends equal to the source, and the
+ * keyless insert-only table "ins" (whose row count would grow) proves that
+ * nothing was applied twice.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness_cdc.h"
+
+static th_pg pg;
+static th_broker broker;
+static th_proc cap, app, app2;
+static PGconn *src, *dst;
+
+static const char *const TABLES[] = {"pay", "ins", NULL};
+
+static void setup(void)
+{
+    th_pg_start(&pg);
+    th_pg_createdb(&pg, "src");
+    th_pg_createdb(&pg, "dst");
+    src = th_pg_connect(&pg, "src");
+    dst = th_pg_connect(&pg, "dst");
+    th_broker_start(&broker, 1);
+    th_sql(src, "CREATE TABLE pay (id bigint PRIMARY KEY, amount numeric(18,2), memo text, "
+                "version int);"
+                "CREATE TABLE ins (seq bigint, note text);" /* keyless, insert-only */
+                "ALTER TABLE ins REPLICA IDENTITY FULL");
+}
+
+static void teardown(void)
+{
+    if (app.pid)
+        th_proc_stop(&app, 10000);
+    if (app2.pid)
+        th_proc_stop(&app2, 10000);
+    if (cap.pid)
+        th_proc_stop(&cap, 10000);
+    if (src)
+        PQfinish(src);
+    if (dst)
+        PQfinish(dst);
+    th_broker_stop(&broker);
+    th_pg_stop(&pg);
+}
+
+TestSuite(apply_faults, .init = setup, .fini = teardown, .timeout = 300);
+
+#define CONVERGE_MS 120000
+
+static char *log_path(const char *name)
+{
+    static char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", th_test_dir(), name);
+    return path;
+}
+
+static void stop_clean(th_proc *p, const char *what)
+{
+    int st = th_proc_stop(p, 20000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit status %d after SIGTERM", what,
+              th_proc_exit_code(p));
+}
+
+static void kill9(th_proc *p)
+{
+    cr_assert_eq(th_proc_kill(p, SIGKILL), 0, "%s is not running", p->logfile);
+    th_proc_wait(p, 10000, NULL);
+}
+
+/* First value of a query as a number; -1 on any error (no assertion). */
+static long try_long(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long try_long(PGconn *c, const char *fmt, ...)
+{
+    char q[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(c, q);
+    long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
+}
+
+/* Sum of every recorded next offset: grows whenever cdc-apply commits a batch. */
+static long applied(void)
+{
+    return try_long(dst, "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions");
+}
+
+/* Wait until cdc-apply commits beyond `since` (it is consuming again). */
+static long wait_progress(long since, int timeout_ms, const char *what)
+{
+    int64_t end = th_now_ms() + timeout_ms;
+    long now;
+    while ((now = applied()) <= since) {
+        cr_assert_lt(th_now_ms(), end, "cdc-apply made no progress in %d s (%s)",
+                     timeout_ms / 1000, what);
+        usleep(100 * 1000);
+    }
+    return now;
+}
+
+static void assert_no_double_apply(void)
+{
+    long n = try_long(dst, "SELECT count(*) FROM ins");
+    long distinct = try_long(dst, "SELECT count(DISTINCT seq) FROM ins");
+    cr_assert_eq(n, distinct, "ins: %ld rows but %ld distinct: events applied twice", n,
+                 distinct);
+    cr_assert_gt(n, 0);
+}
+
+/* ---- a continuous workload in a thread ---------------------------------- */
+
+/*
+ * Transactions on the source until stopped: 5 inserts, 2 updates and a
+ * delete in pay, one row in ins. Plain libpq only (no Criterion assertions
+ * off the main thread); reconnects when the server restarts. Ids are never
+ * reused, so a transaction whose outcome is unknown does no harm.
+ */
+typedef struct workload {
+    char conninfo[1024];
+    pthread_t thr;
+    atomic_int stop;
+    atomic_int txns;
+    atomic_int failures;
+    int pause_ms;
+} workload;
+
+static void *work_main(void *arg)
+{
+    workload *w = arg;
+    PGconn *c = NULL;
+    unsigned seed = 42;
+    char sql[1024];
+    for (int i = 0; !atomic_load(&w->stop); i++) {
+        if (!c || PQstatus(c) != CONNECTION_OK) {
+            if (c)
+                PQfinish(c);
+            c = PQconnectdb(w->conninfo);
+            if (PQstatus(c) != CONNECTION_OK) {
+                usleep(100 * 1000);
+                continue;
+            }
+        }
+        int base = i * 5 + 1;
+        int u1 = base > 1 ? 1 + (int)(rand_r(&seed) % (unsigned)(base - 1)) : base;
+        int u2 = base > 1 ? 1 + (int)(rand_r(&seed) % (unsigned)(base - 1)) : base;
+        int d = base > 1 ? 1 + (int)(rand_r(&seed) % (unsigned)(base - 1)) : 0;
+        snprintf(sql, sizeof sql,
+                 "BEGIN;"
+                 "INSERT INTO pay SELECT g, g * 0.01, 'p' || g, 1 FROM generate_series(%d, %d) g;"
+                 "UPDATE pay SET amount = amount + 1, version = version + 1 WHERE id = %d;"
+                 "UPDATE pay SET memo = NULL, version = version + 1 WHERE id = %d;"
+                 "DELETE FROM pay WHERE id = %d;"
+                 "INSERT INTO ins VALUES (%d, 'txn ' || %d);"
+                 "COMMIT",
+                 base, base + 4, u1, u2, d, i, i);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            atomic_fetch_add(&w->txns, 1);
+        } else {
+            atomic_fetch_add(&w->failures, 1);
+            PQclear(PQexec(c, "ROLLBACK"));
+        }
+        PQclear(r);
+        usleep((useconds_t)w->pause_ms * 1000);
+    }
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+static void work_start(workload *w)
+{
+    memset(w, 0, sizeof *w);
+    th_pg_conninfo(&pg, "src", w->conninfo, sizeof w->conninfo);
+    w->pause_ms = 20;
+    cr_assert_eq(pthread_create(&w->thr, NULL, work_main, w), 0);
+}
+
+static void work_stop(workload *w)
+{
+    atomic_store(&w->stop, 1);
+    pthread_join(w->thr, NULL);
+    cr_log_info("workload: %d transactions, %d failed", atomic_load(&w->txns),
+                atomic_load(&w->failures));
+    cr_assert_gt(atomic_load(&w->txns), 50, "the workload hardly ran");
+}
+
+static void start_apply(th_proc *p, const char *log, const char *const *extra)
+{
+    th_apply_start(p, &pg, "dst", broker.bootstrap, log, extra);
+}
+
+static const char *const SMALL_BATCHES[] = {"batch.max.events=200", "batch.max.ms=100", NULL};
+
+/* ---- 7. kill -9 of cdc-apply ------------------------------------------- */
+
+Test(apply_faults, apply_killed_repeatedly_converges_without_double_apply)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    start_apply(&app, "apply1.log", SMALL_BATCHES);
+    workload w;
+    work_start(&w);
+    long progress = wait_progress(0, 60000, "first start");
+    unsigned seed = 7;
+    for (int k = 2; k <= 4; k++) {
+        /* Kill it at a random moment while it applies. */
+        usleep((useconds_t)(200 + rand_r(&seed) % 1500) * 1000);
+        kill9(&app);
+        char log[32];
+        snprintf(log, sizeof log, "apply%d.log", k);
+        start_apply(&app, log, SMALL_BATCHES);
+        progress = wait_progress(progress, 60000, log);
+    }
+    usleep(1000 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    stop_clean(&app, "cdc-apply");
+}
+
+/* ---- 8. kill -9 of cdc-capture ----------------------------------------- */
+
+Test(apply_faults, capture_killed_repeatedly_converges_without_double_apply)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", NULL);
+    start_apply(&app, "apply.log", SMALL_BATCHES);
+    workload w;
+    work_start(&w);
+    wait_progress(0, 60000, "first start");
+    unsigned seed = 11;
+    for (int k = 2; k <= 5; k++) {
+        usleep((useconds_t)(500 + rand_r(&seed) % 2000) * 1000);
+        kill9(&cap);
+        char log[32];
+        snprintf(log, sizeof log, "capture%d.log", k);
+        th_capture_start(&cap, &pg, "src", broker.bootstrap, log, NULL);
+    }
+    usleep(1000 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    /* The stream really held repeats (else this test proves little). */
+    char topic[256];
+    th_topic("public", "ins", topic, sizeof topic);
+    th_consume_opts o = {.bootstrap = broker.bootstrap, .topic = topic, .timeout_ms = 30000};
+    th_msgs *m = th_consume(&o);
+    long rows = try_long(src, "SELECT count(*) FROM ins");
+    cr_log_info("ins: %zu events in Kafka for %ld rows", m->n, rows);
+    cr_assert_geq((long)m->n, rows);
+    th_msgs_free(m);
+    stop_clean(&app, "cdc-apply");
+}
+
+/* ---- 9 and 10. poison events ------------------------------------------- */
+
+/* The partition and offset of the insert event of pay id `id`. */
+static void find_insert(int id, int32_t *partition, int64_t *offset, th_msgs **keep)
+{
+    char topic[256], key[32];
+    th_topic("public", "pay", topic, sizeof topic);
+    snprintf(key, sizeof key, "{\"id\": %d}", id);
+    cdc_registry *reg = cdc_registry_new();
+    th_msgs *m = th_read_topic(broker.bootstrap, topic, 0, 30000, reg);
+    *partition = -1;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->v[i].value && m->v[i].key_json && strcmp(m->v[i].key_json, key) == 0) {
+            *partition = m->v[i].partition;
+            *offset = m->v[i].offset;
+            break;
+        }
+    }
+    cr_assert_geq(*partition, 0, "no event for pay id %d in %s", id, topic);
+    if (keep)
+        *keep = m;
+    else
+        th_msgs_free(m);
+    cdc_registry_destroy(reg);
+}
+
+static void insert_pay(int from, int to, const char *amount)
+{
+    th_sql(src, "INSERT INTO pay SELECT g, %s, 'p' || g, 1 FROM generate_series(%d, %d) g",
+           amount, from, to);
+}
+
+Test(apply_faults, tolerance_all_sends_poison_to_the_dlq_and_applies_the_rest)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    insert_pay(1, 20, "g");
+    th_sql(src, "INSERT INTO ins VALUES (1, 'one')");
+    start_apply(&app, "apply.log", (const char *const[]){"errors.tolerance=all", NULL});
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+
+    /* (a) garbage in a table topic; (b) a row the target's CHECK rejects. */
+    char topic[256], dlq[256];
+    th_topic("public", "pay", topic, sizeof topic);
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    int64_t junk_off = th_produce(broker.bootstrap, topic, 2, "junk-key", 8, "not avro at all", 15);
+    th_sql(dst, "ALTER TABLE pay ADD CONSTRAINT small CHECK (amount < 1000)");
+    insert_pay(21, 30, "g");
+    insert_pay(31, 31, "5000");
+    insert_pay(32, 40, "g");
+    th_sql(src, "INSERT INTO ins VALUES (2, 'two')");
+
+    /* Everything but the rejected row arrives. */
+    char diff[8192];
+    bool ok = th_wait_same_rows(&pg, "src", "(SELECT * FROM pay WHERE id <> 31)", "dst", "pay",
+                                60000, diff, sizeof diff);
+    cr_assert(ok, "the rows around the poison were not applied: %s", diff);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"ins", NULL}, 30000, &app);
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM pay WHERE id = 31"), 0);
+    cr_assert_eq(th_proc_wait(&app, 0, NULL), -1, "cdc-apply must keep running");
+
+    int32_t bad_part;
+    int64_t bad_off;
+    th_msgs *pm;
+    find_insert(31, &bad_part, &bad_off, &pm);
+    /* Dead letters are flushed before the batch commits: all are there now. */
+    th_hmsgs *d = th_consume_headers(broker.bootstrap, dlq, 0, 30000);
+    cr_assert_eq(d->n, 2, "dead-letter topic %s: %zu messages, want 2", dlq, d->n);
+    const th_hmsg *junk = NULL, *rej = NULL;
+    for (size_t i = 0; i < d->n; i++) {
+        const char *off = th_hdr(&d->v[i], "cdc.offset");
+        const char *part = th_hdr(&d->v[i], "cdc.partition");
+        cr_assert(off && part, "DLQ message %zu without cdc.offset/cdc.partition", i);
+        if (atoi(part) == 2 && atoll(off) == junk_off)
+            junk = &d->v[i];
+        else if (atoi(part) == bad_part && atoll(off) == bad_off)
+            rej = &d->v[i];
+    }
+    cr_assert_not_null(junk, "the garbage message (partition 2, offset %lld) is not in the DLQ",
+                       (long long)junk_off);
+    cr_assert_not_null(rej, "the rejected row (partition %d, offset %lld) is not in the DLQ",
+                       bad_part, (long long)bad_off);
+    cr_assert_str_eq(th_hdr(junk, "cdc.topic"), topic);
+    cr_assert_not_null(th_hdr(junk, "cdc.error"));
+    cr_assert(strstr(th_hdr(junk, "cdc.error"), "Avro") != NULL, "cdc.error: %s",
+              th_hdr(junk, "cdc.error"));
+    cr_assert_not_null(th_hdr(junk, "cdc.table"));
+    cr_assert(junk->value_len == 15 && memcmp(junk->value, "not avro at all", 15) == 0,
+              "the DLQ keeps the original value");
+    cr_assert(junk->key_len == 8 && memcmp(junk->key, "junk-key", 8) == 0);
+
+    cr_assert_str_eq(th_hdr(rej, "cdc.topic"), topic);
+    cr_assert_str_eq(th_hdr(rej, "cdc.table"), "public.pay");
+    const char *err = th_hdr(rej, "cdc.error");
+    cr_assert_not_null(err);
+    cr_assert(strstr(err, "23514") && strstr(err, "small"),
+              "cdc.error must carry Postgres' error (check constraint \"small\"): %s", err);
+    const th_msg *orig = NULL;
+    for (size_t i = 0; i < pm->n; i++)
+        if (pm->v[i].partition == bad_part && pm->v[i].offset == bad_off)
+            orig = &pm->v[i];
+    cr_assert(orig && rej->value_len == orig->value_len &&
+                  memcmp(rej->value, orig->value, orig->value_len) == 0,
+              "the DLQ keeps the original event bytes");
+    th_hmsgs_free(d);
+    th_msgs_free(pm);
+    stop_clean(&app, "cdc-apply");
+}
+
+Test(apply_faults, tolerance_none_stops_at_the_rejected_row_and_resumes_there)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    insert_pay(1, 20, "g");
+    start_apply(&app, "apply1.log", NULL);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"pay", NULL}, CONVERGE_MS,
+                             &app);
+    th_sql(dst, "ALTER TABLE pay ADD CONSTRAINT small CHECK (amount < 1000)");
+    insert_pay(21, 30, "g");
+    insert_pay(31, 31, "5000");
+    insert_pay(32, 40, "g");
+    th_sql(src, "INSERT INTO ins VALUES (1, 'after')");
+
+    int st;
+    cr_assert_eq(th_proc_wait(&app, 60000, &st), 0, "cdc-apply did not stop at the rejected row");
+    cr_assert_eq(th_proc_exit_code(&app), 1, "exit status %d", th_proc_exit_code(&app));
+
+    int32_t bad_part;
+    int64_t bad_off;
+    th_msgs *pm;
+    find_insert(31, &bad_part, &bad_off, &pm);
+    char topic[256], want[512];
+    th_topic("public", "pay", topic, sizeof topic);
+    snprintf(want, sizeof want, "%s [%d] offset %lld, table public.pay", topic, bad_part,
+             (long long)bad_off);
+    cr_assert(th_wait_log(log_path("apply1.log"), want, 1000), "the log must name \"%s\"", want);
+    cr_assert(th_wait_log(log_path("apply1.log"), "violates check constraint \"small\"", 100),
+              "the log must carry Postgres' error");
+
+    /* Everything before it in its partition is applied, and recorded. */
+    for (size_t i = 0; i < pm->n; i++) {
+        const th_msg *m = &pm->v[i];
+        if (m->partition != bad_part || m->offset >= bad_off || !m->value)
+            continue;
+        int id = 0;
+        cr_assert(sscanf(m->key_json, "{\"id\": %d}", &id) == 1);
+        cr_assert_eq(try_long(dst, "SELECT count(*) FROM pay WHERE id = %d", id), 1,
+                     "pay id %d (offset %lld, before the rejected one) is not applied", id,
+                     (long long)m->offset);
+    }
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM pay WHERE id = 31"), 0);
+    cr_assert_eq(try_long(dst,
+                          "SELECT next_offset FROM cdc.apply_positions WHERE topic = '%s' "
+                          "AND partition = %d",
+                          topic, bad_part),
+                 (long)bad_off, "the position must stop just before the rejected event");
+    th_msgs_free(pm);
+
+    /* Fixed: a restart resumes at that event. */
+    th_sql(dst, "ALTER TABLE pay DROP CONSTRAINT small");
+    start_apply(&app, "apply2.log", NULL);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    stop_clean(&app, "cdc-apply");
+}
+
+/* ---- 11. target restart ------------------------------------------------ */
+
+Test(apply_faults, target_restart_while_applying_reconnects_and_converges)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    start_apply(&app, "apply.log", SMALL_BATCHES);
+    workload w;
+    work_start(&w);
+    long progress = wait_progress(0, 60000, "first start");
+    usleep(500 * 1000);
+    PQfinish(src);
+    PQfinish(dst);
+    th_pg_restart(&pg); /* source and target: one cluster */
+    src = th_pg_connect(&pg, "src");
+    dst = th_pg_connect(&pg, "dst");
+    wait_progress(progress, 60000, "after the restart");
+    usleep(1000 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    cr_assert(th_wait_log(log_path("apply.log"), "target connection restored", 1000),
+              "the reconnect must be logged");
+    stop_clean(&app, "cdc-apply");
+}
+
+/* ---- 12. SIGTERM and configuration ------------------------------------- */
+
+Test(apply_faults, sigterm_exits_zero)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    insert_pay(1, 100, "g");
+    start_apply(&app, "apply.log", NULL);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"pay", NULL}, CONVERGE_MS,
+                             &app);
+    th_proc_kill(&app, SIGTERM);
+    int st;
+    cr_assert_eq(th_proc_wait(&app, 20000, &st), 0, "no exit after SIGTERM");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", th_proc_exit_code(&app));
+    cr_assert(th_wait_log(log_path("apply.log"), "stopped", 100));
+
+    /* Also while it waits for a target that is not there. */
+    char bs[1200];
+    snprintf(bs, sizeof bs, "kafka.bootstrap.servers=%s", broker.bootstrap);
+    char *argv[] = {CDC_BIN_DIR "/cdc-apply", "-s",
+                    "target.conninfo=host=127.0.0.1 port=1 dbname=x connect_timeout=2", "-s", bs,
+                    NULL};
+    th_proc p;
+    th_spawn(&p, "down.log", argv);
+    cr_assert(th_wait_log(log_path("down.log"), "target unavailable", 20000));
+    th_proc_kill(&p, SIGTERM);
+    cr_assert_eq(th_proc_wait(&p, 20000, &st), 0, "no exit after SIGTERM while retrying");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", th_proc_exit_code(&p));
+}
+
+Test(apply_faults, bad_configuration_exits_2_naming_the_key)
+{
+    char target[1200], bs[1200];
+    char ci[1024];
+    snprintf(target, sizeof target, "target.conninfo=%s", th_pg_conninfo(&pg, "dst", ci, sizeof ci));
+    snprintf(bs, sizeof bs, "kafka.bootstrap.servers=%s", broker.bootstrap);
+    struct {
+        const char *args[3];
+        const char *expect;
+    } cases[] = {
+        {{target, bs, "no.such.key=1"}, "no.such.key"},
+        {{bs, NULL, NULL}, "target.conninfo"},
+        {{target, bs, "errors.tolerance=maybe"}, "errors.tolerance"},
+        {{target, bs, "batch.max.events=0"}, "batch.max.events"},
+        {{target, bs, "auto.create=perhaps"}, "auto.create"},
+        {{"target.conninfo=this is not a conninfo", bs, NULL}, "target.conninfo"},
+        {{target, NULL, NULL}, "kafka.bootstrap.servers"},
+        {{target, bs, "kafka.bogus.property=1"}, "kafka.bogus.property"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char log[64];
+        snprintf(log, sizeof log, "config%zu.log", i);
+        char *argv[10] = {CDC_BIN_DIR "/cdc-apply"};
+        int n = 1;
+        for (int k = 0; k < 3 && cases[i].args[k]; k++) {
+            argv[n++] = "-s";
+            argv[n++] = (char *)cases[i].args[k];
+        }
+        argv[n] = NULL;
+        th_proc p;
+        th_spawn(&p, log, argv);
+        int st;
+        cr_assert_eq(th_proc_wait(&p, 15000, &st), 0, "case %zu (%s) did not exit", i,
+                     cases[i].expect);
+        cr_assert_eq(th_proc_exit_code(&p), 2, "case %zu (%s): exit %d", i, cases[i].expect,
+                     th_proc_exit_code(&p));
+        cr_assert(th_wait_log(log_path(log), cases[i].expect, 100), "case %zu: error must name %s",
+                  i, cases[i].expect);
+    }
+    /* None of them touched the target. */
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cdc'"), 0);
+}
+
+/* ---- 13. two processes in one group ------------------------------------ */
+
+/*
+ * How many partitions a cdc-apply holds according to its log: the last
+ * "assigned N partitions" / "revoked N partitions" line, read as its
+ * "(M in all)" / "(M left)" total when it has one; -1 before any.
+ */
+static int last_assigned(const char *log)
+{
+    FILE *f = fopen(log_path(log), "r");
+    int n = -1;
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *a = strstr(line, "cdc-apply: assigned ");
+        const char *r = strstr(line, "cdc-apply: revoked ");
+        int k, total;
+        if (a && sscanf(a, "cdc-apply: assigned %d partitions (%d in all)", &k, &total) == 2)
+            n = total;
+        else if (a && sscanf(a, "cdc-apply: assigned %d partitions", &k) == 1)
+            n = k;
+        else if (r && sscanf(r, "cdc-apply: revoked %d partitions (%d left)", &k, &total) == 2)
+            n = total;
+        else if (r)
+            n = 0;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Sum of the end offsets of a topic's partitions (messages from offset 0). */
+static long topic_end(const char *table)
+{
+    char topic[256];
+    th_topic("public", table, topic, sizeof topic);
+    th_consume_opts o = {.bootstrap = broker.bootstrap, .topic = topic, .timeout_ms = 30000};
+    th_msgs *m = th_consume(&o);
+    long n = (long)m->n;
+    th_msgs_free(m);
+    return n;
+}
+
+static void assert_positions_at_end(const char *table)
+{
+    char topic[256];
+    th_topic("public", table, topic, sizeof topic);
+    long end = topic_end(table);
+    long got = -1;
+    for (int64_t t = th_now_ms() + 30000; th_now_ms() < t; usleep(200 * 1000))
+        if ((got = try_long(dst,
+                            "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions "
+                            "WHERE topic = '%s'",
+                            topic)) == end)
+            break;
+    cr_assert_eq(got, end, "%s: positions sum to %ld, the topic holds %ld messages", topic, got,
+                 end);
+}
+
+Test(apply_faults, two_processes_share_a_group_and_one_takes_over)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    workload w;
+    work_start(&w);
+    start_apply(&app, "apply1.log", SMALL_BATCHES);
+    start_apply(&app2, "apply2.log", SMALL_BATCHES);
+    /* Both get a share of the partitions. */
+    int64_t end = th_now_ms() + 60000;
+    while (!(last_assigned("apply1.log") > 0 && last_assigned("apply2.log") > 0)) {
+        cr_assert_lt(th_now_ms(), end, "the partitions were not shared: %d and %d",
+                     last_assigned("apply1.log"), last_assigned("apply2.log"));
+        usleep(200 * 1000);
+    }
+    long progress = wait_progress(0, 60000, "both members");
+    usleep(1500 * 1000);
+    progress = wait_progress(progress, 30000, "both members");
+    kill9(&app2);
+    wait_progress(applied(), 60000, "after the kill");
+    usleep(1000 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    assert_positions_at_end("pay");
+    assert_positions_at_end("ins");
+    stop_clean(&app, "cdc-apply");
+}
+
+/* Recorded next offset of the keyless table's only partition (ins [0]). */
+static long ins_position(void)
+{
+    char topic[256];
+    th_topic("public", "ins", topic, sizeof topic);
+    return try_long(dst,
+                    "SELECT next_offset FROM cdc.apply_positions WHERE topic = '%s' "
+                    "AND partition = 0",
+                    topic);
+}
+
+/* True if ins [0] does not move for `ms` while the workload writes to it. */
+static bool ins_position_stalls(int ms)
+{
+    long before = ins_position();
+    usleep((useconds_t)ms * 1000);
+    return ins_position() == before;
+}
+
+/*
+ * A member frozen (SIGSTOP) past its session timeout loses its partitions
+ * to the other; when it wakes up with a batch in hand (long batch.max.ms)
+ * it must not apply that batch over the new owner's work. The frozen member
+ * is the owner of ins [0], whose events would show up twice.
+ */
+Test(apply_faults, frozen_member_that_lost_its_partitions_applies_nothing_twice)
+{
+    const char *const slow_batches[] = {"batch.max.ms=1500", NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    workload w;
+    work_start(&w);
+    start_apply(&app, "apply1.log", slow_batches);
+    start_apply(&app2, "apply2.log", slow_batches);
+    int64_t end = th_now_ms() + 60000;
+    while (!(last_assigned("apply1.log") > 0 && last_assigned("apply2.log") > 0)) {
+        cr_assert_lt(th_now_ms(), end, "the partitions were not shared: %d and %d",
+                     last_assigned("apply1.log"), last_assigned("apply2.log"));
+        usleep(200 * 1000);
+    }
+    end = th_now_ms() + 60000;
+    while (ins_position() < 1) {
+        cr_assert_lt(th_now_ms(), end, "ins is not being applied");
+        usleep(200 * 1000);
+    }
+    usleep(1000 * 1000);
+    /* Freeze the owner of ins [0]: try app2; if ins [0] still moves (well
+     * within the 6 s session timeout, so nothing is reassigned), it is app1. */
+    th_proc *frozen = &app2, *other = &app;
+    th_proc_kill(frozen, SIGSTOP);
+    usleep(500 * 1000);
+    if (!ins_position_stalls(2500)) {
+        th_proc_kill(frozen, SIGCONT);
+        frozen = &app, other = &app2;
+        usleep(1000 * 1000); /* mid-batch again */
+        th_proc_kill(frozen, SIGSTOP);
+        usleep(500 * 1000);
+        cr_assert(ins_position_stalls(2500), "neither member seems to own ins [0]");
+    }
+    /* The other member takes ins [0] over once the session expired. */
+    long stalled = ins_position();
+    end = th_now_ms() + 60000;
+    while (ins_position() <= stalled) {
+        cr_assert_lt(th_now_ms(), end, "%s did not take over ins [0]", other->logfile);
+        usleep(200 * 1000);
+    }
+    usleep(1000 * 1000);
+    th_proc_kill(frozen, SIGCONT);
+    usleep(1500 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, other);
+    assert_no_double_apply();
+    stop_clean(&app, "cdc-apply (1)");
+    stop_clean(&app2, "cdc-apply (2)");
+}
