@@ -36,6 +36,7 @@ struct target {
     cdc_buf sql;
     cdc_buf copy;
     char **merge_only; /* tables where a direct COPY met an existing key */
+    bool stage_dirty;  /* the last batch went through a stage */
     size_t nmerge_only;
 };
 
@@ -612,6 +613,7 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
     target_status r = try_direct(t, s, b, &done, errstr, errstr_size);
     if (r != TARGET_OK || done)
         return r;
+    t->stage_dirty = true;
 
     char stage[40];
     stage_name(s, stage);
@@ -655,8 +657,9 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
 target_status target_clear_stage(target *t, const cdc_table_schema *s, char *errstr,
                                  size_t errstr_size)
 {
-    if (s->nkey == 0)
-        return TARGET_OK; /* keyless tables do not use a stage */
+    if (s->nkey == 0 || !t->stage_dirty)
+        return TARGET_OK; /* keyless tables and direct COPYs use no stage */
+    t->stage_dirty = false;
     char stage[40];
     stage_name(s, stage);
     cdc_buf_reset(&t->sql);

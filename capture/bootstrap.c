@@ -712,14 +712,14 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
     L.ctx.ordinal = 0;
     L.started_ms = L.last_progress_ms = wall_ms();
     /*
-     * Every load starts with a truncate of each table (on every partition,
+     * A reload starts with a truncate of each table (on every partition,
      * like any truncate): a consumer that holds rows of an earlier, abandoned
      * load or of an older slot is reset, so keys deleted meanwhile do not
      * survive there. The truncate and the rows share the consistent point;
-     * the truncate has the lower ordinals.
+     * the truncate has the lower ordinals. A first load needs none.
      */
     L.ctx.snapshot = "true";
-    for (int i = 0; i < L.ntables; i++) {
+    for (int i = 0; i < L.ntables && env->reset; i++) {
         emit_status st = emitter_truncate(env->em, L.tables[i].r, &L.ctx, errstr, errstr_size);
         if (st != EMIT_OK) {
             bs = to_boot(st);

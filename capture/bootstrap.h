@@ -12,8 +12,9 @@
  *
  * Rows become events with op "r", source.snapshot "true" ("last" on the
  * final one), commit_lsn = the consistent point, keyed and partitioned like
- * streamed events. Before them, each table gets a truncate event at the
- * same point, so a consumer holding rows of an earlier load is reset.
+ * streamed events. When an earlier load went through the slot (interrupted,
+ * or --bootstrap), each table first gets a truncate event at the same
+ * point, so a consumer holding rows of that load is reset.
  *
  * State: the compacted topic {prefix}._bootstrap records, per slot,
  * "loading" before the slot is created and "done" once Kafka acknowledged
@@ -48,6 +49,7 @@ typedef struct bootstrap_env {
     relcache *rels;
     tracker *tr;
     volatile sig_atomic_t *stop;
+    bool reset; /* a load went through this slot before: start with truncates */
 } bootstrap_env;
 
 /* The state of `slot` in {prefix}._bootstrap: "", "loading" or "done". */

@@ -304,7 +304,8 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
         return r;
     if (exists && (r = drop_slot(c, errstr, errstr_size)) != SETUP_OK)
         return r;
-    bootstrap_env env = {cfg, c->repl, c->sql, c->em, c->rels, &c->tr, c->stop};
+    bootstrap_env env = {cfg,     c->repl, c->sql,  c->em,
+                         c->rels, &c->tr,  c->stop, exists || state.state[0] != '\0'};
     uint64_t cp = 0;
     int64_t rows = 0;
     boot_status bs = bootstrap_load(&env, &cp, &rows, errstr, errstr_size);
