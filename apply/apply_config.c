@@ -3,8 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 #include "apply.h"
 #include "cdc/buf.h"
 #include "cdc/log.h"
@@ -56,17 +54,8 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
     cdc_cfg_result r = cdc_config_parse(&apply_config_spec, cfg, argc, argv, errstr, errstr_size);
     if (r != CDC_CFG_OK)
         return r;
-    char *perr = NULL;
-    PQconninfoOption *ci = PQconninfoParse(cfg->target_conninfo, &perr);
-    if (!ci) {
-        snprintf(errstr, errstr_size, "target.conninfo: %s", perr ? perr : "invalid");
-        size_t n = strlen(errstr);
-        while (n > 0 && errstr[n - 1] == '\n')
-            errstr[--n] = '\0';
-        PQfreemem(perr);
+    if (cdc_config_check_conninfo("target.conninfo", cfg->target_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    }
-    PQconninfoFree(ci);
     if (!*cfg->topic_prefix) {
         snprintf(errstr, errstr_size, "topic.prefix: must not be empty");
         return CDC_CFG_ERROR;

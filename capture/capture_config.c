@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 #include "capture.h"
 #include "cdc/buf.h"
 #include "cdc/log.h"
@@ -105,17 +103,8 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
         snprintf(errstr, errstr_size, "publication.name: must be 1 to 63 characters");
         return CDC_CFG_ERROR;
     }
-    char *perr = NULL;
-    PQconninfoOption *ci = PQconninfoParse(cfg->source_conninfo, &perr);
-    if (!ci) {
-        snprintf(errstr, errstr_size, "source.conninfo: %s", perr ? perr : "invalid");
-        size_t n = strlen(errstr);
-        while (n > 0 && errstr[n - 1] == '\n')
-            errstr[--n] = '\0';
-        PQfreemem(perr);
+    if (cdc_config_check_conninfo("source.conninfo", cfg->source_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    }
-    PQconninfoFree(ci);
     char err[256];
     char *t = capture_tables_sql(cfg->tables, err, sizeof err);
     if (!t) {

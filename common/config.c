@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
 #include "cdc/buf.h"
@@ -360,4 +361,21 @@ void cdc_config_free(const cdc_cfg_spec *spec, void *cfg)
     }
     if (spec->kafka_keys)
         cdc_kv_free((cdc_kv_list *)((char *)cfg + spec->kafka_offset));
+}
+
+int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errstr,
+                              size_t errstr_size)
+{
+    char *perr = NULL;
+    PQconninfoOption *ci = PQconninfoParse(conninfo, &perr);
+    if (ci) {
+        PQconninfoFree(ci);
+        return 0;
+    }
+    snprintf(errstr, errstr_size, "%s: %s", key, perr ? perr : "invalid");
+    size_t n = strlen(errstr);
+    while (n > 0 && errstr[n - 1] == '\n')
+        errstr[--n] = '\0';
+    PQfreemem(perr);
+    return -1;
 }

@@ -85,6 +85,10 @@ void cdc_config_print_help(const cdc_cfg_spec *spec, FILE *out);
 /* Free every string owned by cfg (and the kafka list). */
 void cdc_config_free(const cdc_cfg_spec *spec, void *cfg);
 
+/* Check that `conninfo` parses as a libpq connection string; errstr names `key`. */
+int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errstr,
+                              size_t errstr_size);
+
 /* Look up a kafka.* pass-through value (without prefix); NULL if unset. */
 const char *cdc_kv_get(const cdc_kv_list *l, const char *key);
 void cdc_kv_set(cdc_kv_list *l, const char *key, const char *value);
