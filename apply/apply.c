@@ -88,7 +88,7 @@ typedef struct applier {
     cdc_event ev;
     /* Counters for the periodic progress line. */
     int64_t stat_since;
-    uint64_t stat_events, stat_batches;
+    uint64_t stat_events, stat_batches, total_events;
     int64_t stat_db_ms;
     char err[2048];
     char state_err[2048];
@@ -289,6 +289,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
             a->need_resync = false;
         }
+        /* librdkafka keeps a partition's pause across a revoke and a new
+         * assignment: one paused at a truncate before a rebalance would
+         * never deliver again. A new assignment starts unpaused. */
+        rd_kafka_resume_partitions(rk, parts);
         return;
     }
     drop_batch(a);
@@ -1011,14 +1015,16 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
             break;
         check_waiting(&a);
         int64_t now = now_ms();
-        if (now - a.stat_since >= 10000) {
+        if (now - a.stat_since >= cfg->stats_interval_ms) {
+            a.total_events += a.stat_events;
             if (a.stat_events > 0)
                 cdc_info("applied %llu events in %llu batches in the last %.0f s (%.0f events/s, "
-                         "%.0f%% of the time writing to the target)",
+                         "%.0f%% of the time writing to the target), %llu in all",
                          (unsigned long long)a.stat_events, (unsigned long long)a.stat_batches,
                          (double)(now - a.stat_since) / 1000.0,
                          (double)a.stat_events * 1000.0 / (double)(now - a.stat_since),
-                         100.0 * (double)a.stat_db_ms / (double)(now - a.stat_since));
+                         100.0 * (double)a.stat_db_ms / (double)(now - a.stat_since),
+                         (unsigned long long)a.total_events);
             a.stat_since = now;
             a.stat_events = a.stat_batches = 0;
             a.stat_db_ms = 0;

@@ -30,6 +30,8 @@ static const cdc_cfg_key apply_keys[] = {
      "add columns that appear in a newer event schema"},
     {"state.schema", CDC_CFG_STR, K(state_schema), false, "cdc", 0, 0, NULL,
      "schema in the target where cdc-apply records applied positions"},
+    {"stats.interval.ms", CDC_CFG_INT, K(stats_interval_ms), false, "10000", 100, 3600000, NULL,
+     "how often the progress line (events applied, share of time in the target) is logged"},
     {"log.level", CDC_CFG_ENUM, K(log_level), false, "info", 0, 0, "error|warn|info|debug",
      "least severe level that is logged"},
     {NULL, 0, 0, false, NULL, 0, 0, NULL, NULL},

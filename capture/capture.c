@@ -60,6 +60,9 @@ typedef struct capture {
     bool streaming;       /* the replication connection is in COPY mode */
     bool force_bootstrap; /* --bootstrap, until a load has completed */
     event_ctx ctx;
+    /* Counters for the periodic progress line. */
+    int64_t stat_since; /* now_ms() of the last line */
+    uint64_t stat_events, total_events;
     char state_err[1024]; /* last logged source problem, to log once */
     char errbuf[1024];
 } capture;
@@ -564,6 +567,7 @@ static int handle_message(capture *c, const pgo_msg *m, uint64_t wal_start)
             snprintf(what, sizeof what, "cannot encode a change of %s.%s", r->nspname, r->relname);
             return emit_result(c, st, what);
         }
+        c->stat_events++;
         return -1;
     case 'T':
         c->ctx.lsn = wal_start;
@@ -582,6 +586,37 @@ static int handle_message(capture *c, const pgo_msg *m, uint64_t wal_start)
         cdc_error("protocol error: unexpected pgoutput message '%c'", m->type);
         return STREAM_FATAL;
     }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Every stats.interval.ms: events handed to Kafka since the last line and
+ * in all, and the position confirmed to PostgreSQL (what a restart resumes
+ * from). Silent while nothing happens.
+ */
+static void report_progress(capture *c)
+{
+    int64_t now = now_ms();
+    if (c->stat_since == 0)
+        c->stat_since = now;
+    if (now - c->stat_since < c->cfg->stats_interval_ms)
+        return;
+    if (c->stat_events > 0) {
+        c->total_events += c->stat_events;
+        cdc_info("published %llu events in the last %.0f s (%.0f events/s), %llu in all; "
+                 "confirmed LSN " CDC_LSN_FMT,
+                 (unsigned long long)c->stat_events, (double)(now - c->stat_since) / 1000.0,
+                 (double)c->stat_events * 1000.0 / (double)(now - c->stat_since),
+                 (unsigned long long)c->total_events, CDC_LSN_ARGS(c->flushed_lsn));
+    }
+    c->stat_since = now;
+    c->stat_events = 0;
 }
 
 static stream_result stream(capture *c)
@@ -617,6 +652,7 @@ static stream_result stream(capture *c)
                 source_problem(c, PQerrorMessage(c->repl));
                 return STREAM_PG_LOST;
             }
+            report_progress(c);
             continue;
         }
         if (n < 0) {
@@ -672,6 +708,7 @@ static stream_result stream(capture *c)
         PQfreemem(buf);
         if (result >= 0)
             return (stream_result)result;
+        report_progress(c);
     }
 }
 

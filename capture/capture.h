@@ -20,6 +20,7 @@ typedef struct capture_config {
     int topic_replication_factor;
     int status_interval_ms;
     int shutdown_timeout_ms;
+    int stats_interval_ms;
     char *log_level;
     char *bootstrap_mode; /* initial | never | only */
     int bootstrap_workers;

@@ -27,6 +27,8 @@ static const cdc_cfg_key capture_keys[] = {
      NULL, "replication factor of created topics; -1 = the broker's default"},
     {"status.interval.ms", CDC_CFG_INT, K(status_interval_ms), false, "10000", 100, 10000, NULL,
      "longest time between status updates to Postgres"},
+    {"stats.interval.ms", CDC_CFG_INT, K(stats_interval_ms), false, "10000", 100, 3600000, NULL,
+     "how often the progress line (events published, confirmed LSN) is logged"},
     {"shutdown.timeout.ms", CDC_CFG_INT, K(shutdown_timeout_ms), false, "30000", 0, 3600000, NULL,
      "on SIGTERM, how long to wait for Kafka to acknowledge outstanding events"},
     {"bootstrap.mode", CDC_CFG_ENUM, K(bootstrap_mode), false, "initial", 0, 0,

@@ -24,7 +24,8 @@ static th_broker broker;
 static th_proc cap, app, app2;
 static PGconn *src, *dst;
 
-static const char *const TABLES[] = {"pay", "ins", NULL};
+static const char *const TABLES[] = {"pay", "ins", "tt", NULL};
+static const char *const PAY_INS[] = {"pay", "ins", NULL}; /* tests without the workload */
 
 static void setup(void)
 {
@@ -37,6 +38,7 @@ static void setup(void)
     th_sql(src, "CREATE TABLE pay (id bigint PRIMARY KEY, amount numeric(18,2), memo text, "
                 "version int);"
                 "CREATE TABLE ins (seq bigint, note text);" /* keyless, insert-only */
+                "CREATE TABLE tt (id bigint PRIMARY KEY, v text);" /* truncated now and then */
                 "ALTER TABLE ins REPLICA IDENTITY FULL");
 }
 
@@ -146,9 +148,11 @@ static void assert_no_double_apply(void)
 
 /*
  * Transactions on the source until stopped: 5 inserts, 2 updates and a
- * delete in pay, one row in ins. Plain libpq only (no Criterion assertions
- * off the main thread); reconnects when the server restarts. Ids are never
- * reused, so a transaction whose outcome is unknown does no harm.
+ * delete in pay, one row in ins, one in tt (and every 100th transaction
+ * truncates tt after that insert, so truncates meet every fault too).
+ * Plain libpq only (no Criterion assertions off the main thread);
+ * reconnects when the server restarts. Ids are never reused, so a
+ * transaction whose outcome is unknown does no harm.
  */
 typedef struct workload {
     char conninfo[1024];
@@ -186,8 +190,10 @@ static void *work_main(void *arg)
                  "UPDATE pay SET memo = NULL, version = version + 1 WHERE id = %d;"
                  "DELETE FROM pay WHERE id = %d;"
                  "INSERT INTO ins VALUES (%d, 'txn ' || %d);"
+                 "INSERT INTO tt VALUES (%d, 'v');"
+                 "%s"
                  "COMMIT",
-                 base, base + 4, u1, u2, d, i, i);
+                 base, base + 4, u1, u2, d, i, i, i, i % 100 == 99 ? "TRUNCATE tt;" : "");
         PGresult *r = PQexec(c, sql);
         if (PQresultStatus(r) == PGRES_COMMAND_OK) {
             atomic_fetch_add(&w->txns, 1);
@@ -241,6 +247,7 @@ Test(apply_faults, apply_killed_repeatedly_converges_without_double_apply)
         /* Kill it at a random moment while it applies. */
         usleep((useconds_t)(200 + rand_r(&seed) % 1500) * 1000);
         kill9(&app);
+        progress = applied(); /* the next process must move it */
         char log[32];
         snprintf(log, sizeof log, "apply%d.log", k);
         start_apply(&app, log, SMALL_BATCHES);
@@ -324,7 +331,7 @@ Test(apply_faults, tolerance_all_sends_poison_to_the_dlq_and_applies_the_rest)
     insert_pay(1, 20, "g");
     th_sql(src, "INSERT INTO ins VALUES (1, 'one')");
     start_apply(&app, "apply.log", (const char *const[]){"errors.tolerance=all", NULL});
-    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    th_assert_converge_alive(&pg, "src", "dst", PAY_INS, CONVERGE_MS, &app);
 
     /* (a) garbage in a table topic; (b) a row the target's CHECK rejects. */
     char topic[256], dlq[256];
@@ -464,7 +471,7 @@ Test(apply_faults, tolerance_none_stops_at_the_rejected_row_and_resumes_there)
     /* Fixed: a restart resumes at that event. */
     th_sql(dst, "ALTER TABLE pay DROP CONSTRAINT small");
     start_apply(&app, "apply2.log", NULL);
-    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    th_assert_converge_alive(&pg, "src", "dst", PAY_INS, CONVERGE_MS, &app);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -476,14 +483,14 @@ Test(apply_faults, target_restart_while_applying_reconnects_and_converges)
     start_apply(&app, "apply.log", SMALL_BATCHES);
     workload w;
     work_start(&w);
-    long progress = wait_progress(0, 60000, "first start");
+    wait_progress(0, 60000, "first start");
     usleep(500 * 1000);
     PQfinish(src);
     PQfinish(dst);
     th_pg_restart(&pg); /* source and target: one cluster */
     src = th_pg_connect(&pg, "src");
     dst = th_pg_connect(&pg, "dst");
-    wait_progress(progress, 60000, "after the restart");
+    wait_progress(applied(), 60000, "after the restart");
     usleep(1000 * 1000);
     work_stop(&w);
     th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
@@ -495,18 +502,27 @@ Test(apply_faults, target_restart_while_applying_reconnects_and_converges)
 
 /* ---- 12. SIGTERM and configuration ------------------------------------- */
 
-Test(apply_faults, sigterm_exits_zero)
+Test(apply_faults, sigterm_exits_zero_and_a_restart_loses_nothing)
 {
+    /* In the middle of a stream: the batch being collected is abandoned and
+     * read again by the next start, nothing lost, nothing twice. */
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
-    insert_pay(1, 100, "g");
     start_apply(&app, "apply.log", NULL);
-    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"pay", NULL}, CONVERGE_MS,
-                             &app);
+    workload w;
+    work_start(&w);
+    wait_progress(0, 60000, "first start");
+    usleep(700 * 1000);
     th_proc_kill(&app, SIGTERM);
     int st;
     cr_assert_eq(th_proc_wait(&app, 20000, &st), 0, "no exit after SIGTERM");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", th_proc_exit_code(&app));
     cr_assert(th_wait_log(log_path("apply.log"), "stopped", 100));
+    start_apply(&app, "apply2.log", NULL);
+    usleep(1000 * 1000);
+    work_stop(&w);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    stop_clean(&app, "cdc-apply");
 
     /* Also while it waits for a target that is not there. */
     char bs[1200];
@@ -674,7 +690,8 @@ static bool ins_position_stalls(int ms)
  * A member frozen (SIGSTOP) past its session timeout loses its partitions
  * to the other; when it wakes up with a batch in hand (long batch.max.ms)
  * it must not apply that batch over the new owner's work. The frozen member
- * is the owner of ins [0], whose events would show up twice.
+ * is the owner of ins [0], whose events would show up twice. The two
+ * rebalances also move partitions that wait at one of tt's truncates.
  */
 Test(apply_faults, frozen_member_that_lost_its_partitions_applies_nothing_twice)
 {
@@ -720,8 +737,53 @@ Test(apply_faults, frozen_member_that_lost_its_partitions_applies_nothing_twice)
     th_proc_kill(frozen, SIGCONT);
     usleep(1500 * 1000);
     work_stop(&w);
-    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, other);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, 60000, other);
     assert_no_double_apply();
     stop_clean(&app, "cdc-apply (1)");
     stop_clean(&app2, "cdc-apply (2)");
+}
+
+/*
+ * A member that waits at a truncate for the partitions of a member that
+ * died (they can only arrive once its session expired and they were handed
+ * over) must go on past the truncate once the rendezvous completes, on
+ * every partition, including those it held (and paused) before the
+ * rebalance. With the eager protocol every partition is revoked and
+ * assigned again in that rebalance.
+ */
+static void truncate_rendezvous_across_rebalance(const char *strategy)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(src, "INSERT INTO tt SELECT g, 'before' FROM generate_series(1, 100) g");
+    const char *const extra[] = {"batch.max.events=200", "batch.max.ms=100", strategy, NULL};
+    start_apply(&app, "apply1.log", extra);
+    start_apply(&app2, "apply2.log", extra);
+    int64_t end = th_now_ms() + 60000;
+    while (!(last_assigned("apply1.log") > 0 && last_assigned("apply2.log") > 0)) {
+        cr_assert_lt(th_now_ms(), end, "the partitions were not shared: %d and %d",
+                     last_assigned("apply1.log"), last_assigned("apply2.log"));
+        usleep(200 * 1000);
+    }
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"tt", NULL}, CONVERGE_MS,
+                             &app);
+    /* apply2 dies; apply1 reaches the truncate on its partitions and waits
+     * there for apply2's until the group hands them over. */
+    kill9(&app2);
+    th_sql(src, "INSERT INTO tt SELECT g, 'gone' FROM generate_series(101, 200) g");
+    th_sql(src, "TRUNCATE tt");
+    th_sql(src, "INSERT INTO tt SELECT g, 'after' FROM generate_series(201, 300) g");
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"tt", NULL}, 60000, &app);
+    th_sql(src, "INSERT INTO tt SELECT g, 'later' FROM generate_series(301, 400) g");
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"tt", NULL}, 30000, &app);
+    stop_clean(&app, "cdc-apply");
+}
+
+Test(apply_faults, truncate_rendezvous_completes_across_a_cooperative_rebalance)
+{
+    truncate_rendezvous_across_rebalance("kafka.partition.assignment.strategy=cooperative-sticky");
+}
+
+Test(apply_faults, truncate_rendezvous_completes_across_an_eager_rebalance)
+{
+    truncate_rendezvous_across_rebalance("kafka.partition.assignment.strategy=range");
 }
