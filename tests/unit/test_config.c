@@ -9,6 +9,7 @@
 #include "apply.h"
 #include "capture.h"
 #include "cdc/log.h"
+#include "verify.h"
 
 static cdc_cfg_result load(capture_config *cfg, char *err, size_t n, int argc, ...)
 {
@@ -207,19 +208,43 @@ Test(config, readme_documents_every_key)
     size_t n = fread(text, 1, sizeof text - 1, f);
     text[n] = '\0';
     fclose(f);
-    const cdc_cfg_spec *specs[] = {&capture_config_spec, &apply_config_spec};
-    for (size_t i = 0; i < 2; i++) {
-        /* Each program's table starts at its own heading. */
+    const cdc_cfg_spec *specs[] = {&capture_config_spec, &apply_config_spec,
+                                   &verify_config_spec};
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        /* Each program's table runs from its heading to the next heading. */
         char heading[64];
         snprintf(heading, sizeof heading, "### %s\n", specs[i]->program);
-        const char *section = strstr(text, heading);
+        char *section = strstr(text, heading);
         cr_assert_not_null(section, "README.md lacks the section %s", heading);
+        section += strlen(heading);
+        char *end = strstr(section, "\n#");
+        char saved = '\0';
+        if (end) {
+            saved = *end;
+            *end = '\0';
+        }
         for (const cdc_cfg_key *k = specs[i]->keys; k->name; k++) {
             char row[128];
             snprintf(row, sizeof row, "| `%s` |", k->name);
             cr_assert(strstr(section, row) != NULL, "README.md lacks a row for %s key %s",
                       specs[i]->program, k->name);
         }
+        /* And no row names a key the program does not have. */
+        for (const char *r = section; (r = strstr(r, "\n| `")); r++) {
+            const char *name = r + 4, *close = strchr(name, '`');
+            cr_assert_not_null(close);
+            bool known = strncmp(name, "kafka.", 6) == 0;
+            for (const cdc_cfg_key *k = specs[i]->keys; k->name && !known; k++)
+                known = strlen(k->name) == (size_t)(close - name) &&
+                        strncmp(k->name, name, (size_t)(close - name)) == 0;
+            for (const cdc_cfg_flag *fl = specs[i]->flags; fl && fl->name && !known; fl++)
+                known = strlen(fl->name) == (size_t)(close - name) &&
+                        strncmp(fl->name, name, (size_t)(close - name)) == 0;
+            cr_assert(known, "README.md documents %.*s, which %s does not have",
+                      (int)(close - name), name, specs[i]->program);
+        }
+        if (end)
+            *end = saved;
     }
 }
 

@@ -1,0 +1,247 @@
+/*
+ * cdc-verify against real databases: equal tables exit 0; a changed value,
+ * a missing row and an extra row exit 1 and are named by key; keyless
+ * tables compare as multisets; a missing target table or column differs; a
+ * missing source table or an unreachable server exits 2; wait.ms waits for
+ * a target that catches up.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#ifndef CDC_BIN_DIR
+#define CDC_BIN_DIR "build/bin"
+#endif
+
+static th_pg pg;
+static PGconn *src, *dst;
+
+/* The same schema and rows in both databases. */
+static const char *const SCHEMA =
+    "CREATE TABLE acc (id bigint PRIMARY KEY, balance numeric(18,2) NOT NULL, "
+    "  opened timestamptz, rate float8, note text);"
+    "INSERT INTO acc SELECT g, g * 1.25, '2026-01-01 00:00:00+00'::timestamptz + g * "
+    "  interval '1 minute', g / 7.0, CASE WHEN g % 5 = 0 THEN NULL ELSE 'n' || g END "
+    "  FROM generate_series(1, 20000) g;"
+    "CREATE TABLE pair (a int, b text, v int, PRIMARY KEY (a, b));"
+    "INSERT INTO pair SELECT g % 50, 'k' || g, g FROM generate_series(1, 1000) g;"
+    "CREATE TABLE log (n int, msg text);" /* keyless, with duplicate rows */
+    "INSERT INTO log SELECT g % 10, 'same' FROM generate_series(1, 500) g;"
+    "CREATE SCHEMA \"Odd \"\"Schema\";"
+    "CREATE TABLE \"Odd \"\"Schema\".\"T-1\" (\"Id\" int PRIMARY KEY, \"v;x\" text);"
+    "INSERT INTO \"Odd \"\"Schema\".\"T-1\" VALUES (1, 'a'), (2, 'b')";
+
+static void setup(void)
+{
+    th_pg_start(&pg);
+    th_pg_createdb(&pg, "src");
+    th_pg_createdb(&pg, "dst");
+    src = th_pg_connect(&pg, "src");
+    dst = th_pg_connect(&pg, "dst");
+    th_sql(src, "%s", SCHEMA);
+    th_sql(dst, "%s", SCHEMA);
+}
+
+static void teardown(void)
+{
+    if (src)
+        PQfinish(src);
+    if (dst)
+        PQfinish(dst);
+    th_pg_stop(&pg);
+}
+
+TestSuite(verify, .init = setup, .fini = teardown, .timeout = 240);
+
+/* Run cdc-verify with extra -s settings; returns its exit code, output in *out. */
+static int run_verify(const char *log, const char *const *extra, char **out)
+{
+    char sci[TH_PATH_MAX], tci[TH_PATH_MAX], s[TH_PATH_MAX + 32], t[TH_PATH_MAX + 32];
+    th_pg_conninfo(&pg, "src", sci, sizeof sci);
+    th_pg_conninfo(&pg, "dst", tci, sizeof tci);
+    snprintf(s, sizeof s, "source.conninfo=%s", sci);
+    snprintf(t, sizeof t, "target.conninfo=%s", tci);
+    const char *argv[32] = {CDC_BIN_DIR "/cdc-verify", "-s", s, "-s", t};
+    int n = 5;
+    for (; extra && *extra && n < 30; extra++) {
+        argv[n++] = "-s";
+        argv[n++] = *extra;
+    }
+    argv[n] = NULL;
+    th_proc p = {0};
+    th_spawn(&p, log, (char *const *)argv);
+    int st;
+    cr_assert_eq(th_proc_wait(&p, 120000, &st), 0, "cdc-verify did not finish");
+    char path[TH_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", th_test_dir(), log);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    *out = buf;
+    return th_proc_exit_code(&p);
+}
+
+static void assert_line(const char *out, const char *needle)
+{
+    cr_assert(strstr(out, needle) != NULL, "expected \"%s\" in the output:\n%s", needle, out);
+}
+
+Test(verify, equal_databases_exit_zero)
+{
+    char *out;
+    int rc = run_verify("verify.log", NULL, &out);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    assert_line(out, "public.acc");
+    assert_line(out, "20000        20000");
+    assert_line(out, "Odd \"Schema.T-1");
+    assert_line(out, "4 tables compared, all equal");
+    cr_assert_null(strstr(out, "DIFFERENT"));
+    free(out);
+}
+
+Test(verify, changed_missing_and_extra_rows_are_named_by_key)
+{
+    th_sql(dst, "UPDATE acc SET balance = balance + 0.01 WHERE id = 4242;" /* one cent */
+                "DELETE FROM acc WHERE id = 777;"
+                "INSERT INTO acc VALUES (99999, 1, now(), 0, 'x');"
+                "UPDATE pair SET v = -v WHERE a = 7 AND b = 'k7'");
+    char *out;
+    int rc = run_verify("verify.log", NULL, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    assert_line(out, "public.acc (id)=(4242): different values");
+    assert_line(out, "public.acc (id)=(777): missing in target");
+    assert_line(out, "public.acc (id)=(99999): extra in target");
+    assert_line(out, "public.pair (a, b)=(7,k7): different values");
+    assert_line(out, "2 of 4 tables DIFFER");
+    /* Tables that match still say so. */
+    assert_line(out, "equal");
+    free(out);
+}
+
+Test(verify, a_null_that_became_an_empty_string_differs)
+{
+    th_sql(dst, "UPDATE acc SET note = '' WHERE id = 10"); /* note was NULL */
+    char *out;
+    cr_assert_eq(run_verify("verify.log", NULL, &out), 1, "%s", out);
+    assert_line(out, "public.acc (id)=(10): different values");
+    free(out);
+}
+
+Test(verify, keyless_tables_compare_as_multisets)
+{
+    /* One copy fewer of a duplicated row, and one new row. */
+    th_sql(dst, "DELETE FROM log WHERE ctid = (SELECT min(ctid) FROM log WHERE n = 3);"
+                "INSERT INTO log VALUES (42, 'new')");
+    char *out;
+    int rc = run_verify("verify.log", (const char *const[]){"tables=public.log", NULL}, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    assert_line(out, "public.log row (3,same): missing in target");
+    assert_line(out, "public.log row (42,new): extra in target");
+    assert_line(out, "1 of 1 tables DIFFER");
+    free(out);
+}
+
+Test(verify, max_keys_limits_the_listing_not_the_count)
+{
+    th_sql(dst, "DELETE FROM acc WHERE id <= 30");
+    char *out;
+    int rc = run_verify("verify.log", (const char *const[]){"tables=acc", "max.keys=5", NULL},
+                        &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    assert_line(out, "... and 25 more differing keys");
+    int listed = 0;
+    for (const char *p = out; (p = strstr(p, ": missing in target")); p++)
+        listed++;
+    cr_assert_eq(listed, 5, "%s", out);
+    free(out);
+}
+
+Test(verify, missing_target_table_or_column_differs)
+{
+    th_sql(dst, "DROP TABLE log; ALTER TABLE pair DROP COLUMN v");
+    char *out;
+    int rc = run_verify("verify.log", NULL, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    assert_line(out, "public.log: table missing in target");
+    assert_line(out, "public.pair: columns missing in target: v");
+    free(out);
+}
+
+Test(verify, publication_tables_are_the_default)
+{
+    th_sql(src, "CREATE PUBLICATION cdc FOR TABLE acc, pair");
+    th_sql(dst, "DELETE FROM log"); /* not published: not compared */
+    char *out;
+    cr_assert_eq(run_verify("verify.log", NULL, &out), 0, "%s", out);
+    assert_line(out, "2 tables compared, all equal");
+    cr_assert_null(strstr(out, "public.log"));
+    free(out);
+}
+
+Test(verify, errors_exit_two)
+{
+    char *out;
+    int rc = run_verify("verify1.log", (const char *const[]){"tables=public.nope", NULL}, &out);
+    cr_assert_eq(rc, 2, "%s", out);
+    assert_line(out, "table public.nope does not exist");
+    free(out);
+
+    rc = run_verify("verify2.log",
+                    (const char *const[]){"target.conninfo=host=127.0.0.1 port=1 user=postgres "
+                                          "password=hunter2 connect_timeout=5",
+                                          NULL},
+                    &out);
+    cr_assert_eq(rc, 2, "%s", out);
+    assert_line(out, "target: cannot connect");
+    cr_assert_null(strstr(out, "hunter2"), "the password was printed:\n%s", out);
+    free(out);
+
+    rc = run_verify("verify3.log", (const char *const[]){"ranges=-1", NULL}, &out);
+    cr_assert_eq(rc, 2, "%s", out);
+    assert_line(out, "ranges");
+    free(out);
+}
+
+Test(verify, wait_ms_waits_for_a_target_that_catches_up)
+{
+    th_sql(dst, "DELETE FROM acc WHERE id = 5");
+    /* A "pipeline" that delivers the row two seconds later. */
+    pid_t child = fork();
+    cr_assert_neq(child, -1);
+    if (child == 0) {
+        sleep(2);
+        char ci[TH_PATH_MAX];
+        PGconn *c = PQconnectdb(th_pg_conninfo(&pg, "dst", ci, sizeof ci));
+        PGresult *r = PQexec(c, "INSERT INTO acc SELECT * FROM (VALUES (5::bigint, 6.25, "
+                                "'2026-01-01 00:05:00+00'::timestamptz, 5 / 7.0, NULL)) v");
+        _exit(PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1);
+    }
+    char *out;
+    int rc = run_verify("verify.log", (const char *const[]){"tables=acc", "wait.ms=30000", NULL},
+                        &out);
+    int st;
+    waitpid(child, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the late insert failed");
+    cr_assert_eq(rc, 0, "%s", out);
+    assert_line(out, "comparing again");
+    free(out);
+
+    /* Without wait.ms a difference is reported at once. */
+    th_sql(dst, "DELETE FROM acc WHERE id = 6");
+    cr_assert_eq(run_verify("verify2.log", (const char *const[]){"tables=acc", NULL}, &out), 1);
+    free(out);
+}

@@ -1,0 +1,789 @@
+/*
+ * The comparison. Per table, both databases run the same summary query:
+ *
+ *   range = first 28 bits of md5(key as text) mod R
+ *   per range: count(*), sum(first 60 bits of md5(row as text))
+ *
+ * where "key" is the replica-identity key (primary key or the REPLICA
+ * IDENTITY index; a keyless table uses the whole row) and "row" every
+ * column of the source table, by name, in the source's order. Both queries
+ * run at the same time, one on each server. Ranges whose count or sum differ
+ * are read again: each side streams (single-row mode) the keys and row
+ * hashes of those ranges in byte order (COLLATE "C"), and a merge of the two
+ * streams names every key missing in the target, extra in the target, or
+ * with a different row. Only the merge's two current rows are in memory.
+ *
+ * The text forms compared are made session-independent first (UTC time
+ * zone, ISO dates, hex bytea, shortest exact floats).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cdc/buf.h"
+#include "cdc/log.h"
+#include "verify.h"
+
+#define AUTO_MIN_RANGES 16
+#define AUTO_MAX_RANGES 65536
+#define ROWS_PER_RANGE 5000
+#define SHOWN_VALUE_MAX 200 /* characters of a key or row printed */
+
+typedef struct side {
+    const char *name; /* "source" or "target" */
+    PGconn *conn;
+} side;
+
+typedef struct table_ref {
+    char *nsp;
+    char *rel;
+} table_ref;
+
+typedef struct table_list {
+    table_ref *v;
+    size_t n;
+} table_list;
+
+/* What is compared for one table, as SQL fragments with quoted identifiers. */
+typedef struct table_plan {
+    const table_ref *ref;
+    char *from;      /* [ONLY] "nsp"."rel" (as the source has it) */
+    char *from_tgt;  /* the same for the target */
+    char *cols;      /* "a", "b", ... */
+    char *keys;      /* key columns, or NULL for a keyless table */
+    char *key_names; /* a, b (for display) */
+    int ranges;
+    char *problem; /* why the target cannot match (missing table/columns), else NULL */
+} table_plan;
+
+/* Per-range summaries of one side. */
+typedef struct summary {
+    int64_t *rows;
+    char **hash; /* NULL for an empty range */
+    int64_t total;
+} summary;
+
+typedef struct table_result {
+    int64_t src_rows, tgt_rows; /* -1 = not counted */
+    int ranges, differing_ranges;
+    int64_t differing_keys;
+} table_result;
+
+/* ---- connections ------------------------------------------------------ */
+
+static int side_connect(side *s, const char *name, const char *conninfo)
+{
+    s->name = name;
+    const char *keys[] = {"application_name", "dbname", NULL};
+    const char *vals[] = {"cdc-verify", conninfo, NULL};
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        cdc_error("%s: cannot connect: %s", name, PQerrorMessage(s->conn));
+        return -1;
+    }
+    /* Text forms that do not depend on the session or the server's settings. */
+    PGresult *r = PQexec(s->conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; "
+                                  "SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "
+                                  "SET bytea_output = 'hex'; "
+                                  "SET default_transaction_read_only = on");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        cdc_error("%s: %s", name, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/* Run a parameterised query; NULL (logged with `what`) on error. */
+static PGresult *side_query(side *s, const char *what, const char *sql, int nparams,
+                            const char *const *params)
+{
+    PGresult *r = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        cdc_error("%s: %s: %s", s->name, what, PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static char *quote_ident(side *s, const char *name)
+{
+    char *q = PQescapeIdentifier(s->conn, name, strlen(name));
+    if (!q) {
+        cdc_error("%s: cannot quote identifier: %s", s->name, PQerrorMessage(s->conn));
+        return NULL;
+    }
+    char *copy = cdc_xstrdup(q);
+    PQfreemem(q);
+    return copy;
+}
+
+/* ---- the tables to compare -------------------------------------------- */
+
+static void tables_add(table_list *l, const char *nsp, size_t nsp_len, const char *rel,
+                       size_t rel_len)
+{
+    l->v = cdc_xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n].nsp = cdc_xstrndup(nsp, nsp_len);
+    l->v[l->n].rel = cdc_xstrndup(rel, rel_len);
+    l->n++;
+}
+
+static void tables_free(table_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].nsp);
+        free(l->v[i].rel);
+    }
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* "a.b, c" -> (a,b), (public,c). Returns -1 on an empty or malformed item. */
+static int tables_parse(table_list *l, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > p && last[-1] == ' ')
+            last--;
+        const char *dot = memchr(p, '.', (size_t)(last - p));
+        if (dot && (dot == p || dot + 1 == last)) {
+            cdc_error("tables: '%.*s' is not schema.table", (int)(last - p), p);
+            return -1;
+        }
+        if (dot)
+            tables_add(l, p, (size_t)(dot - p), dot + 1, (size_t)(last - dot - 1));
+        else
+            tables_add(l, "public", 6, p, (size_t)(last - p));
+        p = end;
+    }
+    if (l->n == 0) {
+        cdc_error("tables: no table named");
+        return -1;
+    }
+    return 0;
+}
+
+static int tables_from_result(table_list *l, PGresult *r)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        tables_add(l, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)), PQgetvalue(r, i, 1),
+                   strlen(PQgetvalue(r, i, 1)));
+    PQclear(r);
+    return 0;
+}
+
+/* The tables: as configured, else the publication's, else every table of the source. */
+static int tables_find(const verify_config *cfg, side *src, table_list *l)
+{
+    if (*cfg->tables)
+        return tables_parse(l, cfg->tables);
+    const char *params[] = {cfg->publication_name};
+    PGresult *r = side_query(src, "looking up the publication",
+                             "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params);
+    if (!r)
+        return -1;
+    bool has_pub = PQntuples(r) > 0;
+    PQclear(r);
+    if (has_pub) {
+        r = side_query(src, "listing the publication's tables",
+                       "SELECT schemaname, tablename FROM pg_publication_tables "
+                       "WHERE pubname = $1 ORDER BY 1, 2",
+                       1, params);
+        if (!r)
+            return -1;
+        cdc_info("comparing the tables of publication %s", cfg->publication_name);
+        return tables_from_result(l, r);
+    }
+    r = side_query(src, "listing tables",
+                   "SELECT n.nspname, c.relname FROM pg_class c "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                   "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                   "AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2",
+                   0, NULL);
+    if (!r)
+        return -1;
+    cdc_info("no publication %s in the source: comparing every table", cfg->publication_name);
+    return tables_from_result(l, r);
+}
+
+/* ---- planning one table ----------------------------------------------- */
+
+static void plan_free(table_plan *p)
+{
+    free(p->from);
+    free(p->from_tgt);
+    free(p->cols);
+    free(p->keys);
+    free(p->key_names);
+    free(p->problem);
+    memset(p, 0, sizeof *p);
+}
+
+/* oid, relkind and estimated rows of the table on one side; 0 = found, 1 = absent, -1 = error. */
+static int table_lookup(side *s, const table_ref *t, char *oid, size_t oid_size, char *relkind,
+                        int64_t *estimate)
+{
+    const char *params[] = {t->nsp, t->rel};
+    PGresult *r = side_query(s, "looking up a table",
+                             "SELECT c.oid, c.relkind, greatest(c.reltuples, 0)::bigint "
+                             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                             2, params);
+    if (!r)
+        return -1;
+    int found = PQntuples(r) > 0 ? 0 : 1;
+    if (found == 0) {
+        snprintf(oid, oid_size, "%s", PQgetvalue(r, 0, 0));
+        *relkind = PQgetvalue(r, 0, 1)[0];
+        *estimate = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    }
+    PQclear(r);
+    return found;
+}
+
+static PGresult *columns_of(side *s, const char *oid)
+{
+    const char *params[] = {oid};
+    return side_query(s, "reading columns",
+                      "SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 "
+                      "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                      1, params);
+}
+
+static char *from_clause(side *s, const table_ref *t, char relkind)
+{
+    char *n = quote_ident(s, t->nsp), *r = quote_ident(s, t->rel);
+    char *out = NULL;
+    if (n && r) {
+        cdc_buf b;
+        cdc_buf_init(&b);
+        /* ONLY: inheritance children are tables of their own; a partitioned
+         * table is read with its partitions. */
+        cdc_buf_printf(&b, "%s%s.%s", relkind == 'p' ? "" : "ONLY ", n, r);
+        out = (char *)b.data;
+    }
+    free(n);
+    free(r);
+    return out;
+}
+
+/* Append `name` quoted to b (", "-separated); -1 if it cannot be quoted. */
+static int append_ident(side *s, cdc_buf *b, const char *name)
+{
+    char *q = quote_ident(s, name);
+    if (!q)
+        return -1;
+    if (b->len)
+        cdc_buf_puts(b, ", ");
+    cdc_buf_puts(b, q);
+    free(q);
+    return 0;
+}
+
+static int plan_table(const verify_config *cfg, side *src, side *tgt, const table_ref *t,
+                      table_plan *p)
+{
+    char oid[32], toid[32], relkind = 'r', trelkind = 'r';
+    int64_t estimate = 0, test = 0;
+    PGresult *cols = NULL, *keys = NULL, *tcols = NULL;
+    cdc_buf b, missing;
+    cdc_buf_init(&b);
+    cdc_buf_init(&missing);
+    int rc = -1;
+
+    memset(p, 0, sizeof *p);
+    p->ref = t;
+    int found = table_lookup(src, t, oid, sizeof oid, &relkind, &estimate);
+    if (found != 0) {
+        if (found > 0)
+            cdc_error("source: table %s.%s does not exist", t->nsp, t->rel);
+        goto done;
+    }
+    if (!(p->from = from_clause(src, t, relkind)))
+        goto done;
+    if (!(cols = columns_of(src, oid)))
+        goto done;
+    if (PQntuples(cols) == 0) {
+        cdc_error("source: table %s.%s has no columns to compare", t->nsp, t->rel);
+        goto done;
+    }
+    for (int i = 0; i < PQntuples(cols); i++)
+        if (append_ident(src, &b, PQgetvalue(cols, i, 0)) != 0)
+            goto done;
+    p->cols = cdc_xstrdup(cdc_buf_cstr(&b));
+
+    /* The key cdc-capture uses: the REPLICA IDENTITY index, else the primary key. */
+    const char *params[] = {oid};
+    keys = side_query(src, "reading the key",
+                      "SELECT a.attname FROM pg_index i "
+                      "JOIN pg_class c ON c.oid = i.indrelid "
+                      "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                      "WHERE i.indrelid = $1::oid AND CASE WHEN c.relreplident = 'i' "
+                      "THEN i.indisreplident ELSE i.indisprimary END ORDER BY k.ord",
+                      1, params);
+    if (!keys)
+        goto done;
+    if (PQntuples(keys) > 0) {
+        cdc_buf_reset(&b);
+        cdc_buf names;
+        cdc_buf_init(&names);
+        for (int i = 0; i < PQntuples(keys); i++) {
+            if (append_ident(src, &b, PQgetvalue(keys, i, 0)) != 0) {
+                cdc_buf_free(&names);
+                goto done;
+            }
+            cdc_buf_printf(&names, "%s%s", i ? ", " : "", PQgetvalue(keys, i, 0));
+        }
+        p->keys = cdc_xstrdup(cdc_buf_cstr(&b));
+        p->key_names = (char *)names.data;
+    }
+
+    p->ranges = cfg->ranges;
+    if (p->ranges == 0) {
+        int64_t r = estimate / ROWS_PER_RANGE;
+        p->ranges = (int)(r < AUTO_MIN_RANGES ? AUTO_MIN_RANGES
+                          : r > AUTO_MAX_RANGES ? AUTO_MAX_RANGES
+                                                : r);
+    }
+
+    /* The target must have the table and every column of the source's. */
+    found = table_lookup(tgt, t, toid, sizeof toid, &trelkind, &test);
+    if (found < 0)
+        goto done;
+    if (found > 0) {
+        p->problem = cdc_xstrdup("table missing in target");
+        rc = 0;
+        goto done;
+    }
+    if (!(p->from_tgt = from_clause(tgt, t, trelkind)))
+        goto done;
+    if (!(tcols = columns_of(tgt, toid)))
+        goto done;
+    for (int i = 0; i < PQntuples(cols); i++) {
+        const char *name = PQgetvalue(cols, i, 0);
+        bool there = false;
+        for (int j = 0; j < PQntuples(tcols) && !there; j++)
+            there = strcmp(name, PQgetvalue(tcols, j, 0)) == 0;
+        if (!there)
+            cdc_buf_printf(&missing, "%s%s", missing.len ? ", " : "", name);
+    }
+    if (missing.len) {
+        cdc_buf c;
+        cdc_buf_init(&c);
+        cdc_buf_printf(&c, "columns missing in target: %s", cdc_buf_cstr(&missing));
+        p->problem = (char *)c.data;
+    }
+    rc = 0;
+done:
+    PQclear(cols);
+    PQclear(keys);
+    PQclear(tcols);
+    cdc_buf_free(&b);
+    cdc_buf_free(&missing);
+    return rc;
+}
+
+/* ---- summaries -------------------------------------------------------- */
+
+/*
+ * SELECT ... FROM (SELECT range, k, r FROM table) s: the inner select every
+ * query of a table shares. 28 bits of md5 keep the range number positive.
+ */
+static void hashed_rows_sql(cdc_buf *b, const table_plan *p, const char *from)
+{
+    const char *keys = p->keys ? p->keys : p->cols;
+    cdc_buf_printf(b,
+                   "(SELECT (('x' || substr(md5(k), 1, 7))::bit(28)::int %% %d) AS b, k, r "
+                   "FROM (SELECT ROW(%s)::text AS k, ROW(%s)::text AS r FROM %s) s0) s1",
+                   p->ranges, keys, p->cols, from);
+}
+
+static void summary_free(summary *s, int ranges)
+{
+    if (s->hash)
+        for (int i = 0; i < ranges; i++)
+            free(s->hash[i]);
+    free(s->hash);
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+/* Wait for the result of a query sent with PQsendQuery*; -1 (logged) on error. */
+static PGresult *side_result(side *s, const char *what, ExecStatusType want)
+{
+    PGresult *r = PQgetResult(s->conn), *extra;
+    while ((extra = PQgetResult(s->conn)) != NULL)
+        PQclear(extra);
+    if (!r || PQresultStatus(r) != want) {
+        cdc_error("%s: %s: %s", s->name, what,
+                  r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int summary_fill(summary *s, PGresult *r, int ranges)
+{
+    s->rows = cdc_xcalloc((size_t)ranges, sizeof *s->rows);
+    s->hash = cdc_xcalloc((size_t)ranges, sizeof *s->hash);
+    s->total = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        long b = strtol(PQgetvalue(r, i, 0), NULL, 10);
+        if (b < 0 || b >= ranges)
+            return -1;
+        s->rows[b] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        s->hash[b] = cdc_xstrdup(PQgetvalue(r, i, 2));
+        s->total += s->rows[b];
+    }
+    return 0;
+}
+
+/* Both summaries, computed at the same time (target NULL when it has no table). */
+static int summarize(side *src, side *tgt, const table_plan *p, summary *ss, summary *ts)
+{
+    side *sides[2] = {src, p->problem ? NULL : tgt};
+    summary *out[2] = {ss, ts};
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!sides[i])
+            continue;
+        cdc_buf b;
+        cdc_buf_init(&b);
+        cdc_buf_puts(&b, "SELECT b, count(*), sum(('x' || substr(md5(r), 1, 15))::bit(60)::bigint)"
+                         "::text FROM ");
+        hashed_rows_sql(&b, p, i == 0 ? p->from : p->from_tgt);
+        cdc_buf_puts(&b, " GROUP BY b");
+        if (!PQsendQuery(sides[i]->conn, cdc_buf_cstr(&b))) {
+            cdc_error("%s: %s", sides[i]->name, PQerrorMessage(sides[i]->conn));
+            rc = -1;
+            sides[i] = NULL;
+        }
+        cdc_buf_free(&b);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!sides[i])
+            continue;
+        PGresult *r = side_result(sides[i], "summarizing a table", PGRES_TUPLES_OK);
+        if (!r || summary_fill(out[i], r, p->ranges) != 0)
+            rc = -1;
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* ---- differing keys ----------------------------------------------------- */
+
+typedef struct stream {
+    side *s;
+    PGresult *row; /* current row, NULL at the end */
+    bool failed;
+} stream;
+
+static void stream_next(stream *st, const char *what)
+{
+    PQclear(st->row);
+    st->row = NULL;
+    if (st->failed)
+        return;
+    PGresult *r = PQgetResult(st->s->conn);
+    if (!r)
+        return;
+    if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+        st->row = r;
+        return;
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        cdc_error("%s: %s: %s", st->s->name, what, PQresultErrorMessage(r));
+        st->failed = true;
+    }
+    PQclear(r);
+    /* The end: drain to the NULL that makes the connection ready again. */
+    while ((r = PQgetResult(st->s->conn)) != NULL)
+        PQclear(r);
+}
+
+static void print_value(FILE *out, const char *v)
+{
+    size_t n = strlen(v);
+    if (n > SHOWN_VALUE_MAX)
+        fprintf(out, "%.*s...", SHOWN_VALUE_MAX, v);
+    else
+        fputs(v, out);
+}
+
+static void report_key(FILE *out, const verify_config *cfg, const table_plan *p,
+                       table_result *res, const char *value, const char *what, long copies)
+{
+    res->differing_keys++;
+    if (res->differing_keys > cfg->max_keys)
+        return;
+    fprintf(out, "    %s.%s ", p->ref->nsp, p->ref->rel);
+    if (p->keys) {
+        fprintf(out, "(%s)=", p->key_names);
+        print_value(out, value);
+    } else {
+        fputs("row ", out);
+        print_value(out, value);
+        if (copies > 1)
+            fprintf(out, " x%ld", copies);
+    }
+    fprintf(out, ": %s\n", what);
+}
+
+/*
+ * Merge the key-ordered streams of the differing ranges of both sides.
+ * Keyed tables: (key, md5 of row). Keyless: (row, number of copies).
+ */
+static int diff_keys(const verify_config *cfg, side *src, side *tgt, const table_plan *p,
+                     const int *ranges, int nranges, table_result *res, FILE *out)
+{
+    cdc_buf arr;
+    cdc_buf_init(&arr);
+    cdc_buf_putc(&arr, '{');
+    for (int i = 0; i < nranges; i++)
+        cdc_buf_printf(&arr, "%s%d", i ? "," : "", ranges[i]);
+    cdc_buf_putc(&arr, '}');
+    const char *params[] = {cdc_buf_cstr(&arr)};
+
+    stream st[2] = {{.s = src}, {.s = tgt}};
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        cdc_buf b;
+        cdc_buf_init(&b);
+        cdc_buf_puts(&b, p->keys ? "SELECT k, md5(r) FROM " : "SELECT r, count(*) FROM ");
+        hashed_rows_sql(&b, p, i == 0 ? p->from : p->from_tgt);
+        cdc_buf_puts(&b, p->keys ? " WHERE b = ANY($1::int[]) ORDER BY k COLLATE \"C\""
+                                 : " WHERE b = ANY($1::int[]) GROUP BY r ORDER BY r COLLATE \"C\"");
+        if (!PQsendQueryParams(st[i].s->conn, cdc_buf_cstr(&b), 1, NULL, params, NULL, NULL, 0) ||
+            !PQsetSingleRowMode(st[i].s->conn)) {
+            cdc_error("%s: %s", st[i].s->name, PQerrorMessage(st[i].s->conn));
+            st[i].failed = true;
+            rc = -1;
+        }
+        cdc_buf_free(&b);
+    }
+    const char *what = "reading differing rows";
+    stream_next(&st[0], what);
+    stream_next(&st[1], what);
+    while (rc == 0 && (st[0].row || st[1].row)) {
+        const char *a = st[0].row ? PQgetvalue(st[0].row, 0, 0) : NULL;
+        const char *b = st[1].row ? PQgetvalue(st[1].row, 0, 0) : NULL;
+        int cmp = !a ? 1 : !b ? -1 : strcmp(a, b);
+        if (cmp < 0) {
+            long n = p->keys ? 1 : strtol(PQgetvalue(st[0].row, 0, 1), NULL, 10);
+            report_key(out, cfg, p, res, a, "missing in target", n);
+            stream_next(&st[0], what);
+        } else if (cmp > 0) {
+            long n = p->keys ? 1 : strtol(PQgetvalue(st[1].row, 0, 1), NULL, 10);
+            report_key(out, cfg, p, res, b, "extra in target", n);
+            stream_next(&st[1], what);
+        } else {
+            const char *ha = PQgetvalue(st[0].row, 0, 1), *hb = PQgetvalue(st[1].row, 0, 1);
+            if (strcmp(ha, hb) != 0) {
+                if (p->keys) {
+                    report_key(out, cfg, p, res, a, "different values", 1);
+                } else {
+                    long na = strtol(ha, NULL, 10), nb = strtol(hb, NULL, 10);
+                    report_key(out, cfg, p, res, a,
+                               na > nb ? "missing in target" : "extra in target",
+                               na > nb ? na - nb : nb - na);
+                }
+            }
+            stream_next(&st[0], what);
+            stream_next(&st[1], what);
+        }
+        if (st[0].failed || st[1].failed)
+            rc = -1;
+    }
+    /* On an error, read both connections to their end. */
+    for (int i = 0; i < 2; i++) {
+        while (st[i].row)
+            stream_next(&st[i], what);
+        if (st[i].failed)
+            rc = -1;
+    }
+    cdc_buf_free(&arr);
+    return rc;
+}
+
+/* ---- one table ---------------------------------------------------------- */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void print_row(FILE *out, const table_plan *p, const table_result *res, const char *result)
+{
+    char name[256], src[32], tgt[32];
+    snprintf(name, sizeof name, "%s.%s", p->ref->nsp, p->ref->rel);
+    snprintf(src, sizeof src, "%lld", (long long)res->src_rows);
+    if (res->tgt_rows < 0)
+        snprintf(tgt, sizeof tgt, "-");
+    else
+        snprintf(tgt, sizeof tgt, "%lld", (long long)res->tgt_rows);
+    fprintf(out, "%-40s %12s %12s %7d %9d  %s\n", name, src, tgt, res->ranges,
+            res->differing_ranges, result);
+}
+
+/*
+ * Compare one table; prints its row (and differing keys after it).
+ * Returns VERIFY_EQUAL, VERIFY_DIFFERENT or VERIFY_ERROR.
+ */
+static int compare_table(const verify_config *cfg, side *src, side *tgt, const table_ref *t,
+                         FILE *out, volatile sig_atomic_t *stop)
+{
+    table_plan p;
+    if (plan_table(cfg, src, tgt, t, &p) != 0) {
+        plan_free(&p);
+        return VERIFY_ERROR;
+    }
+    int64_t deadline = now_ms() + cfg->wait_ms;
+    int status = VERIFY_ERROR;
+    int *differing = NULL;
+    for (int attempt = 0;; attempt++) {
+        summary ss = {0}, ts = {0};
+        table_result res = {.src_rows = -1, .tgt_rows = -1, .ranges = p.ranges};
+        if (summarize(src, tgt, &p, &ss, &ts) != 0) {
+            summary_free(&ss, p.ranges);
+            summary_free(&ts, p.ranges);
+            break;
+        }
+        res.src_rows = ss.total;
+        free(differing);
+        differing = cdc_xcalloc((size_t)p.ranges, sizeof *differing);
+        if (!p.problem) {
+            res.tgt_rows = ts.total;
+            for (int i = 0; i < p.ranges; i++) {
+                bool same = ss.rows[i] == ts.rows[i] &&
+                            ((!ss.hash[i] && !ts.hash[i]) ||
+                             (ss.hash[i] && ts.hash[i] && strcmp(ss.hash[i], ts.hash[i]) == 0));
+                if (!same)
+                    differing[res.differing_ranges++] = i;
+            }
+        }
+        summary_free(&ss, p.ranges);
+        summary_free(&ts, p.ranges);
+
+        bool equal = !p.problem && res.differing_ranges == 0;
+        bool retry = !equal && now_ms() < deadline && !(stop && *stop);
+        if (retry) {
+            if (attempt == 0)
+                cdc_info("%s.%s differs; comparing again for up to %d ms", t->nsp, t->rel,
+                         cfg->wait_ms);
+            sleep_ms(1000);
+            continue;
+        }
+        if (equal) {
+            print_row(out, &p, &res, "equal");
+            status = VERIFY_EQUAL;
+            break;
+        }
+        if (p.problem) {
+            print_row(out, &p, &res, "DIFFERENT");
+            fprintf(out, "    %s.%s: %s\n", t->nsp, t->rel, p.problem);
+            status = VERIFY_DIFFERENT;
+            break;
+        }
+        /* The row goes first; the keys follow it. Buffer the keys to count them. */
+        char *keys_text = NULL;
+        size_t keys_len = 0;
+        FILE *keys = open_memstream(&keys_text, &keys_len);
+        if (!keys)
+            abort();
+        int rc = diff_keys(cfg, src, tgt, &p, differing, res.differing_ranges, &res, keys);
+        fclose(keys);
+        if (rc != 0) {
+            free(keys_text);
+            break;
+        }
+        print_row(out, &p, &res, "DIFFERENT");
+        fputs(keys_text, out);
+        free(keys_text);
+        if (res.differing_keys > cfg->max_keys)
+            fprintf(out, "    ... and %lld more differing keys (max.keys=%d)\n",
+                    (long long)(res.differing_keys - cfg->max_keys), cfg->max_keys);
+        if (res.differing_keys == 0)
+            fprintf(out, "    %s.%s: the differing rows changed while they were read "
+                         "(a live source? see wait.ms)\n",
+                    t->nsp, t->rel);
+        status = VERIFY_DIFFERENT;
+        break;
+    }
+    fflush(out);
+    free(differing);
+    plan_free(&p);
+    return status;
+}
+
+int verify_run(const verify_config *cfg, FILE *out, volatile sig_atomic_t *stop)
+{
+    side src = {0}, tgt = {0};
+    table_list tables = {0};
+    int status = VERIFY_ERROR;
+    if (side_connect(&src, "source", cfg->source_conninfo) != 0 ||
+        side_connect(&tgt, "target", cfg->target_conninfo) != 0)
+        goto done;
+    if (tables_find(cfg, &src, &tables) != 0)
+        goto done;
+    if (tables.n == 0) {
+        cdc_error("source: no table to compare");
+        goto done;
+    }
+    fprintf(out, "%-40s %12s %12s %7s %9s  %s\n", "table", "source rows", "target rows", "ranges",
+            "differing", "result");
+    size_t different = 0;
+    status = VERIFY_EQUAL;
+    for (size_t i = 0; i < tables.n; i++) {
+        if (stop && *stop) {
+            cdc_error("interrupted");
+            status = VERIFY_ERROR;
+            goto done;
+        }
+        int s = compare_table(cfg, &src, &tgt, &tables.v[i], out, stop);
+        if (s == VERIFY_ERROR) {
+            status = VERIFY_ERROR;
+            goto done;
+        }
+        if (s == VERIFY_DIFFERENT) {
+            different++;
+            status = VERIFY_DIFFERENT;
+        }
+    }
+    if (different)
+        fprintf(out, "cdc-verify: %zu of %zu tables DIFFER\n", different, tables.n);
+    else
+        fprintf(out, "cdc-verify: %zu tables compared, all equal\n", tables.n);
+done:
+    fflush(out);
+    tables_free(&tables);
+    PQfinish(src.conn);
+    PQfinish(tgt.conn);
+    return status;
+}
