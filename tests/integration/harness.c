@@ -788,6 +788,96 @@ static void start_failed(th_pg *pg, const char *what, int rc)
     cr_assert_fail("%s failed with status %d (server log above: %s)", what, rc, pg->logfile);
 }
 
+bool th_pg_external(void)
+{
+    const char *e = getenv("CDC_TEST_PG");
+    return e && *e;
+}
+
+/* A connection to the external server's maintenance database; asserts. */
+static PGconn *external_admin(void)
+{
+    char ci[TH_PATH_MAX * 2];
+    snprintf(ci, sizeof ci, "%s dbname=postgres", getenv("CDC_TEST_PG"));
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+        PQfinish(c);
+        cr_assert_fail("CDC_TEST_PG: cannot connect: %s", msg);
+    }
+    return c;
+}
+
+/*
+ * Drop the test databases whose names match `like` (a LIKE pattern), their
+ * replication slots first (a database with a slot cannot be dropped), and
+ * the sessions using either.
+ */
+static void external_drop(PGconn *c, const char *like, bool except_mine)
+{
+    char mine[64];
+    snprintf(mine, sizeof mine, "cdct%d\\_%%", (int)getpid());
+    const char *params[] = {like, except_mine ? mine : ""};
+    static const char *const steps[] = {
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+        "WHERE database LIKE $1 AND database NOT LIKE $2 AND active_pid IS NOT NULL",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        "WHERE database LIKE $1 AND database NOT LIKE $2",
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname NOT LIKE $2",
+    };
+    for (int attempt = 0; attempt < 50; attempt++) {
+        /* A terminated walsender may still hold its slot for a moment. */
+        PGresult *r = PQexecParams(c, steps[0], 2, NULL, params, NULL, NULL, 0);
+        PQclear(r);
+        r = PQexecParams(c, steps[1], 2, NULL, params, NULL, NULL, 0);
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        if (ok)
+            break;
+        usleep(100 * 1000);
+    }
+    PGresult *dbs = PQexecParams(c, steps[2], 2, NULL, params, NULL, NULL, 0);
+    for (int i = 0; PQresultStatus(dbs) == PGRES_TUPLES_OK && i < PQntuples(dbs); i++) {
+        const char *name = PQgetvalue(dbs, i, 0);
+        char *q = PQescapeIdentifier(c, name, strlen(name));
+        char *sql;
+        if (!q || asprintf(&sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", q) < 0)
+            abort();
+        PQfreemem(q);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fprintf(stderr, "harness: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+        free(sql);
+    }
+    PQclear(dbs);
+}
+
+static void external_start(th_pg *pg)
+{
+    static int count;
+    pg->external = true;
+    snprintf(pg->dbprefix, sizeof pg->dbprefix, "cdct%d_%d_", (int)getpid(), count++);
+    /* Leftovers of earlier (crashed) runs hold slot names tests use. */
+    PGconn *c = external_admin();
+    external_drop(c, "cdct%", true);
+    /* The test's own "postgres" database, so tests may create objects there. */
+    char *q = PQescapeIdentifier(c, pg->dbprefix, strlen(pg->dbprefix));
+    char *sql;
+    if (!q || asprintf(&sql, "CREATE DATABASE %.*spostgres\"", (int)strlen(q) - 1, q) < 0)
+        abort();
+    PQfreemem(q);
+    PGresult *r = PQexec(c, sql);
+    free(sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    cr_assert(ok, "CDC_TEST_PG: creating a database: %s", msg);
+}
+
 void th_pg_start(th_pg *pg)
 {
     char tmpl_data[TH_PATH_MAX], link[TH_PATH_MAX * 2];
@@ -796,6 +886,10 @@ void th_pg_start(th_pg *pg)
 
     memset(pg, 0, sizeof *pg);
     pg->slot = -1;
+    if (th_pg_external()) {
+        external_start(pg);
+        return;
+    }
     find_bindir(pg->bindir, sizeof pg->bindir);
     ensure_template(pg->bindir, tmpl_data, sizeof tmpl_data, as);
 
@@ -838,6 +932,20 @@ void th_pg_start(th_pg *pg)
 
 void th_pg_stop(th_pg *pg)
 {
+    if (pg->external) {
+        char like[96];
+        snprintf(like, sizeof like, "%s%%", pg->dbprefix);
+        for (char *u = like; *u; u++)
+            if (*u == '_') { /* literal _ in LIKE */
+                memmove(u + 1, u, strlen(u) + 1);
+                *u++ = '\\';
+            }
+        PGconn *c = external_admin();
+        external_drop(c, like, false);
+        PQfinish(c);
+        pg->external = false;
+        return;
+    }
     if (pg->pid <= 0 && pg->datadir[0] == '\0')
         return;
     run_as as = pg_identity();
@@ -856,6 +964,8 @@ void th_pg_stop(th_pg *pg)
 
 void th_pg_restart(th_pg *pg)
 {
+    if (pg->external)
+        cr_skip_test("restarts the server: not possible on CDC_TEST_PG");
     run_as as = pg_identity();
     int rc = pg_ctl(pg, "restart", as);
     if (rc != 0)
@@ -879,8 +989,16 @@ const char *th_pg_conninfo(const th_pg *pg, const char *dbname, char *buf, size_
 {
     cdc_buf b;
     cdc_buf_init(&b);
-    cdc_buf_printf(&b, "host=127.0.0.1 port=%d user=postgres connect_timeout=10 dbname=", pg->port);
-    quote_value(&b, dbname);
+    if (pg->external) {
+        /* The last dbname in a conninfo wins. */
+        cdc_buf_printf(&b, "%s connect_timeout=10 dbname=", getenv("CDC_TEST_PG"));
+        char name[256];
+        quote_value(&b, th_pg_dbname(pg, dbname, name, sizeof name));
+    } else {
+        cdc_buf_printf(&b, "host=127.0.0.1 port=%d user=postgres connect_timeout=10 dbname=",
+                       pg->port);
+        quote_value(&b, dbname);
+    }
     snprintf(buf, size, "%s", cdc_buf_cstr(&b));
     cdc_buf_free(&b);
     return buf;
@@ -899,8 +1017,16 @@ PGconn *th_pg_connect(const th_pg *pg, const char *dbname)
     return c;
 }
 
+const char *th_pg_dbname(const th_pg *pg, const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s", pg->external ? pg->dbprefix : "", name);
+    return buf;
+}
+
 void th_pg_createdb(const th_pg *pg, const char *name)
 {
+    char prefixed[256];
+    name = th_pg_dbname(pg, name, prefixed, sizeof prefixed);
     PGconn *c = th_pg_connect(pg, "postgres");
     char *quoted = PQescapeIdentifier(c, name, strlen(name));
     if (!quoted) {

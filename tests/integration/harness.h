@@ -31,6 +31,14 @@
  *   CDC_TEST_BROKERS  bootstrap servers of a real Kafka; th_broker_start then
  *                     starts nothing and fault-injection tests should skip
  *                     (th_broker_external())
+ *   CDC_TEST_PG       libpq key=value conninfo of a running PostgreSQL
+ *                     (superuser, wal_level=logical) to use instead of
+ *                     starting clusters: th_pg_start then starts nothing and
+ *                     every database a test creates is named
+ *                     cdct<pid>_<n>_<name> and dropped (with its replication
+ *                     slots) by th_pg_stop; leftovers of earlier runs are
+ *                     dropped at the next start, so one test run at a time
+ *                     per server. Tests that restart the server are skipped.
  *   CDC_TEST_KEEP     keep data directories and logs
  *   TMPDIR            where clusters and logs go (default /tmp); when running
  *                     as root it must be traversable by the postgres user
@@ -97,7 +105,12 @@ typedef struct th_pg {
     int port;  /* TCP port on 127.0.0.1 */
     pid_t pid; /* postmaster, 0 when stopped */
     int slot;  /* index in the harness's table of running clusters */
+    bool external;      /* CDC_TEST_PG: a server the harness did not start */
+    char dbprefix[64];  /* external: prefix of this "cluster's" databases */
 } th_pg;
+
+/* True when CDC_TEST_PG names a server to use instead of starting clusters. */
+bool th_pg_external(void);
 
 /*
  * Create and start a cluster: superuser "postgres", trust authentication,
@@ -110,7 +123,8 @@ typedef struct th_pg {
 void th_pg_start(th_pg *pg);
 /* Fast shutdown; removes the data directory unless CDC_TEST_KEEP is set. */
 void th_pg_stop(th_pg *pg);
-/* Fast restart on the same port and data; asserts on failure. */
+/* Fast restart on the same port and data; asserts on failure. Skips the
+ * test on an external server (CDC_TEST_PG). */
 void th_pg_restart(th_pg *pg);
 /*
  * libpq conninfo for `dbname` over TCP as the superuser, written to buf
@@ -118,6 +132,8 @@ void th_pg_restart(th_pg *pg);
  * for a walsender connection.
  */
 const char *th_pg_conninfo(const th_pg *pg, const char *dbname, char *buf, size_t size);
+/* The server-side name of the test database `name` (prefixed on CDC_TEST_PG). */
+const char *th_pg_dbname(const th_pg *pg, const char *name, char *buf, size_t size);
 /* Connect to `dbname`; asserts on failure. The caller PQfinish()es it. */
 PGconn *th_pg_connect(const th_pg *pg, const char *dbname);
 /* CREATE DATABASE `name` (quoted as an identifier); asserts on failure. */

@@ -87,7 +87,8 @@ Test(capture, insert_update_delete_produce_keyed_events)
     cr_assert_not(ev.has_before);
     cr_assert_str_eq(cdc_event_str(&ev, ev.schema_off), "public");
     cr_assert_str_eq(cdc_event_str(&ev, ev.table_off), "pay");
-    cr_assert_str_eq(cdc_event_str(&ev, ev.db_off), "src");
+    char dbname[256];
+    cr_assert_str_eq(cdc_event_str(&ev, ev.db_off), th_pg_dbname(&pg, "src", dbname, sizeof dbname));
     cr_assert_str_eq(ev.snapshot, "false");
     uint64_t insert_lsn = ev.commit_lsn;
     cr_assert(ev.txid > 0 && ev.lsn > 0 && ev.source_ts_ms > 1700000000000);
@@ -418,6 +419,8 @@ Test(capture, new_column_publishes_a_new_schema_before_use)
 
 Test(capture, password_is_never_logged)
 {
+    if (th_pg_external())
+        cr_skip_test("creates a role, which outlives the test's databases");
     th_sql(db, "CREATE ROLE cdcuser LOGIN REPLICATION SUPERUSER PASSWORD 'Sup3rS3cret'");
     th_sql(db, "CREATE TABLE p (id int PRIMARY KEY)");
     char conninfo[1024], ci[1200];
