@@ -1,18 +1,10 @@
 /* cdc-apply: change events in Kafka -> a target PostgreSQL database. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "apply.h"
 #include "cdc/log.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
+#include "cdc/signals.h"
 
 int main(int argc, char **argv)
 {
@@ -27,14 +19,9 @@ int main(int argc, char **argv)
         apply_config_free(&cfg);
         return r == CDC_CFG_EXIT_OK ? 0 : 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    volatile sig_atomic_t *stop = cdc_stop_on_signals();
 
-    int status = apply_run(&cfg, &stop_requested);
+    int status = apply_run(&cfg, stop);
     apply_config_free(&cfg);
     return status;
 }

@@ -13,7 +13,6 @@
 # cdc-devbroker, whose mock keeps only ~5 MB per partition.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
 
 ROWS=2000000
 WORKERS=2
@@ -29,6 +28,7 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/deps
+. scripts/lib.sh # after deps: it looks for the PostgreSQL binaries
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 

@@ -12,7 +12,6 @@
 #   --txn-rows 10000000 --rows 10000000 measures one huge transaction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
 
 ROWS=1000000
 TXN=1000
@@ -26,6 +25,7 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/deps
+. scripts/lib.sh # after deps: it looks for the PostgreSQL binaries
 [ -x build/bin/cdc-capture ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build build -j"$(nproc)" >/dev/null; }
 
 WORK=$(mktemp -d /tmp/cdc-bench.XXXXXX)

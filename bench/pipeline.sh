@@ -15,7 +15,6 @@
 # keep the backlog of a catch-up within that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
 
 CHANGES=1000000
 PARTS=16
@@ -34,6 +33,7 @@ DELETES=$((INSERTS / 10))
 TOTAL=$((INSERTS + UPDATES + DELETES))
 
 scripts/deps
+. scripts/lib.sh # after deps: it looks for the PostgreSQL binaries
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 

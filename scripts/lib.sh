@@ -21,6 +21,10 @@ free_port() {
 pg_start() {
     local dir=$1 port=$2
     shift 2
+    if [ ! -x "$PG_BIN/initdb" ]; then
+        echo "PostgreSQL server binaries not found (Debian package postgresql; or set CDC_PG_BIN)" >&2
+        return 1
+    fi
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
     as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null

@@ -1,18 +1,10 @@
 /* cdc-verify: does the target hold what the source holds? */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cdc/log.h"
+#include "cdc/signals.h"
 #include "verify.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 int main(int argc, char **argv)
 {
@@ -27,14 +19,9 @@ int main(int argc, char **argv)
         verify_config_free(&cfg);
         return r == CDC_CFG_EXIT_OK ? 0 : VERIFY_ERROR;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    volatile sig_atomic_t *stop = cdc_stop_on_signals();
 
-    int status = verify_run(&cfg, stdout, &stop_requested);
+    int status = verify_run(&cfg, stdout, stop);
     verify_config_free(&cfg);
     return status;
 }
