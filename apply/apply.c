@@ -905,6 +905,17 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         {"partition.assignment.strategy", "cooperative-sticky"},
         /* New table topics are found by the regex on each metadata refresh. */
         {"topic.metadata.refresh.interval.ms", "5000"},
+        /*
+         * Prefetch. librdkafka stops fetching when its queue holds
+         * queued.min.messages (default 100,000, counted over all partitions
+         * of this consumer) and looks again only when its broker thread next
+         * wakes up, up to a second later. At cdc-apply's rate the default
+         * queue lasts about half a second, so a catch-up stalled about half
+         * of every second. Memory stays bounded by queued.max.messages.kbytes
+         * (64 MiB by default), which now binds first for events over ~130
+         * bytes.
+         */
+        {"queued.min.messages", "500000"},
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
