@@ -989,6 +989,16 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         cdc_error("%s", a.err);
         a.exit_status = 1;
     }
+    /*
+     * Read the schemas published so far while the consumer joins its group
+     * (seconds, in the background): otherwise the first event waits for this
+     * read after the assignment. Failing here is harmless: an unknown
+     * schema is looked up again when an event needs it.
+     */
+    if (a.rk && cdc_registry_load_prefix(a.reg, cdc_kv_get(&cfg->kafka, "bootstrap.servers"),
+                                         &cfg->kafka, cfg->topic_prefix, 10000, a.err,
+                                         sizeof a.err) < 0)
+        cdc_debug("schemas not read ahead: %s", a.err);
     while (a.rk && !*stop && !a.exit_status) {
         if (!ensure_target(&a))
             break;
