@@ -76,6 +76,7 @@ typedef struct applier {
     size_t nschemas;
     part_state *parts;
     size_t nparts;
+    target_part *tparts; /* scratch for the batch position statements, nparts long */
     table_batch *tables;
     size_t ntables;
     rd_kafka_message_t **msgs; /* raw messages of the current batch, in order */
@@ -276,6 +277,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             clear_parts(a);
         }
         a->parts = cdc_xrealloc(a->parts, (a->nparts + (size_t)parts->cnt + 1) * sizeof *a->parts);
+        a->tparts =
+            cdc_xrealloc(a->tparts, (a->nparts + (size_t)parts->cnt + 1) * sizeof *a->tparts);
         for (int i = 0; i < parts->cnt; i++)
             add_part(a, &parts->elems[i]);
         cdc_info("assigned %d partitions (%zu in all)", parts->cnt, a->nparts);
@@ -458,18 +461,31 @@ static bool dlq_flush(applier *a)
 
 /* ---- writing ---- */
 
-static target_status save_positions(applier *a)
+/* The pending partitions of the batch, for the batch position statements. */
+static size_t pending_parts(applier *a)
 {
+    size_t n = 0;
     for (size_t i = 0; i < a->nparts; i++) {
         part_state *p = &a->parts[i];
-        if (!p->pending || p->next.next_offset < 0)
+        if (!p->pending)
             continue;
-        target_status r =
-            target_save_position(a->tgt, p->topic, p->partition, &p->next, a->err, sizeof a->err);
-        if (r != TARGET_OK)
-            return r;
+        a->tparts[n] = (target_part){.topic = p->topic,
+                                     .partition = p->partition,
+                                     .expected_next = p->stored.next_offset,
+                                     .matches = false,
+                                     .pos = p->next};
+        n++;
     }
-    return TARGET_OK;
+    return n;
+}
+
+static target_status save_positions(applier *a)
+{
+    size_t n = 0, k = pending_parts(a);
+    for (size_t i = 0; i < k; i++)
+        if (a->tparts[i].pos.next_offset >= 0)
+            a->tparts[n++] = a->tparts[i];
+    return target_save_positions(a->tgt, a->tparts, n, a->err, sizeof a->err);
 }
 
 static void positions_committed(applier *a)
@@ -493,17 +509,16 @@ static void positions_committed(applier *a)
 static target_status check_positions(applier *a, bool *ok)
 {
     *ok = true;
-    for (size_t i = 0; i < a->nparts && *ok; i++) {
-        part_state *p = &a->parts[i];
-        if (!p->pending)
+    size_t n = pending_parts(a);
+    target_status r = target_check_positions(a->tgt, a->tparts, n, a->err, sizeof a->err);
+    if (r != TARGET_OK)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        if (a->tparts[i].matches)
             continue;
-        target_status r = target_check_position(a->tgt, p->topic, p->partition,
-                                                p->stored.next_offset, ok, a->err, sizeof a->err);
-        if (r != TARGET_OK)
-            return r;
-        if (!*ok)
-            cdc_warn("%s [%d] was applied by another process; re-reading its position", p->topic,
-                     p->partition);
+        *ok = false;
+        cdc_warn("%s [%d] was applied by another process; re-reading its position",
+                 a->tparts[i].topic, a->tparts[i].partition);
     }
     return TARGET_OK;
 }
@@ -894,6 +909,17 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         {"partition.assignment.strategy", "cooperative-sticky"},
         /* New table topics are found by the regex on each metadata refresh. */
         {"topic.metadata.refresh.interval.ms", "5000"},
+        /*
+         * Prefetch. librdkafka stops fetching when its queue holds
+         * queued.min.messages (default 100,000, counted over all partitions
+         * of this consumer) and looks again only when its broker thread next
+         * wakes up, up to a second later. At cdc-apply's rate the default
+         * queue lasts about half a second, so a catch-up stalled about half
+         * of every second. Memory stays bounded by queued.max.messages.kbytes
+         * (64 MiB by default), which now binds first for events over ~130
+         * bytes.
+         */
+        {"queued.min.messages", "500000"},
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
@@ -967,6 +993,16 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         cdc_error("%s", a.err);
         a.exit_status = 1;
     }
+    /*
+     * Read the schemas published so far while the consumer joins its group
+     * (seconds, in the background): otherwise the first event waits for this
+     * read after the assignment. Failing here is harmless: an unknown
+     * schema is looked up again when an event needs it.
+     */
+    if (a.rk && cdc_registry_load_prefix(a.reg, cdc_kv_get(&cfg->kafka, "bootstrap.servers"),
+                                         &cfg->kafka, cfg->topic_prefix, 10000, a.err,
+                                         sizeof a.err) < 0)
+        cdc_debug("schemas not read ahead: %s", a.err);
     while (a.rk && !*stop && !a.exit_status) {
         if (!ensure_target(&a))
             break;
@@ -1042,6 +1078,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     }
     clear_parts(&a);
     free(a.parts);
+    free(a.tparts);
     free(a.tables);
     free(a.msgs);
     for (size_t i = 0; i < a.nschemas; i++)

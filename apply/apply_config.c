@@ -16,7 +16,7 @@ static const cdc_cfg_key apply_keys[] = {
      "topic prefix of the capture to follow: every {prefix}.{schema}.{table} topic"},
     {"group.id", CDC_CFG_STR, K(group_id), false, "cdc-apply", 0, 0, NULL,
      "Kafka consumer group; processes of one group share the partitions"},
-    {"batch.max.events", CDC_CFG_INT, K(batch_max_events), false, "10000", 1, 1000000, NULL,
+    {"batch.max.events", CDC_CFG_INT, K(batch_max_events), false, "50000", 1, 1000000, NULL,
      "most events applied in one target transaction"},
     {"batch.max.ms", CDC_CFG_INT, K(batch_max_ms), false, "500", 1, 600000, NULL,
      "longest time a batch collects events before it is applied"},

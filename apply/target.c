@@ -293,6 +293,125 @@ target_status target_save_position(target *t, const char *topic, int32_t partiti
     return r;
 }
 
+/*
+ * Append `v`, always quoted, to a PostgreSQL array literal being built in `b`
+ * (which holds "{" and the elements so far).
+ */
+static void array_elem(cdc_buf *b, const char *v)
+{
+    if (b->len > 1)
+        cdc_buf_putc(b, ',');
+    cdc_buf_putc(b, '"');
+    for (const char *c = v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            cdc_buf_putc(b, '\\');
+        cdc_buf_putc(b, (uint8_t)*c);
+    }
+    cdc_buf_putc(b, '"');
+}
+
+static void array_int(cdc_buf *b, long long v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", v);
+    array_elem(b, num);
+}
+
+/* "{...}" array literals of the partitions' topics and numbers. */
+static void part_arrays(cdc_buf *topics, cdc_buf *nums, const target_part *parts, size_t n)
+{
+    cdc_buf_puts(topics, "{");
+    cdc_buf_puts(nums, "{");
+    for (size_t i = 0; i < n; i++) {
+        array_elem(topics, parts[i].topic);
+        array_int(nums, parts[i].partition);
+    }
+    cdc_buf_putc(topics, '}');
+    cdc_buf_putc(nums, '}');
+}
+
+target_status target_check_positions(target *t, target_part *parts, size_t n, char *errstr,
+                                     size_t errstr_size)
+{
+    if (n == 0)
+        return TARGET_OK;
+    cdc_buf topics, nums;
+    cdc_buf_init(&topics);
+    cdc_buf_init(&nums);
+    part_arrays(&topics, &nums, parts, n);
+    const char *vals[] = {t->group_id, cdc_buf_cstr(&topics), cdc_buf_cstr(&nums)};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "SELECT p.topic, p.partition, p.next_offset FROM %s.apply_positions p "
+                   "JOIN unnest($2::text[], $3::int[]) AS u(topic, partition) "
+                   "ON p.topic = u.topic AND p.partition = u.partition "
+                   "WHERE p.group_id = $1 ORDER BY p.topic, p.partition FOR UPDATE OF p",
+                   t->state_schema);
+    PGresult *res = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, &res, errstr, errstr_size);
+    cdc_buf_free(&topics);
+    cdc_buf_free(&nums);
+    if (r != TARGET_OK)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        int64_t stored = -1;
+        for (int row = 0; row < PQntuples(res); row++)
+            if (strtol(PQgetvalue(res, row, 1), NULL, 10) == parts[i].partition &&
+                strcmp(PQgetvalue(res, row, 0), parts[i].topic) == 0)
+                stored = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+        parts[i].matches = stored == parts[i].expected_next;
+    }
+    PQclear(res);
+    return TARGET_OK;
+}
+
+target_status target_save_positions(target *t, const target_part *parts, size_t n, char *errstr,
+                                    size_t errstr_size)
+{
+    if (n == 0)
+        return TARGET_OK;
+    cdc_buf topics, nums, offs, lsns, ords;
+    cdc_buf_init(&topics);
+    cdc_buf_init(&nums);
+    cdc_buf_init(&offs);
+    cdc_buf_init(&lsns);
+    cdc_buf_init(&ords);
+    part_arrays(&topics, &nums, parts, n);
+    cdc_buf_puts(&offs, "{");
+    cdc_buf_puts(&lsns, "{");
+    cdc_buf_puts(&ords, "{");
+    for (size_t i = 0; i < n; i++) {
+        array_int(&offs, (long long)parts[i].pos.next_offset);
+        array_int(&lsns, (long long)parts[i].pos.commit_lsn);
+        array_int(&ords, (long long)parts[i].pos.ordinal);
+    }
+    cdc_buf_putc(&offs, '}');
+    cdc_buf_putc(&lsns, '}');
+    cdc_buf_putc(&ords, '}');
+    const char *vals[] = {t->group_id,         cdc_buf_cstr(&topics), cdc_buf_cstr(&nums),
+                          cdc_buf_cstr(&offs), cdc_buf_cstr(&lsns),   cdc_buf_cstr(&ords)};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "INSERT INTO %s.apply_positions AS p "
+                   "(group_id, topic, partition, next_offset, commit_lsn, ordinal) "
+                   "SELECT $1, u.* FROM unnest($2::text[], $3::int[], $4::bigint[], "
+                   "$5::bigint[], $6::bigint[]) AS u "
+                   "ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
+                   "next_offset = EXCLUDED.next_offset, commit_lsn = EXCLUDED.commit_lsn, "
+                   "ordinal = EXCLUDED.ordinal, updated_at = now()",
+                   t->state_schema);
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 6, vals, NULL, errstr, errstr_size);
+    cdc_buf_free(&topics);
+    cdc_buf_free(&nums);
+    cdc_buf_free(&offs);
+    cdc_buf_free(&lsns);
+    cdc_buf_free(&ords);
+    /* Two processes inserting the first row: the loser re-reads. */
+    if (r == TARGET_REJECT && strncmp(errstr, "23505", 5) == 0)
+        r = TARGET_RETRY;
+    return r;
+}
+
 /* ---- tables ---- */
 
 static bool is_ready(const target *t, const cdc_table_schema *s)

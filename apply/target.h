@@ -60,6 +60,25 @@ target_status target_check_position(target *t, const char *topic, int32_t partit
 target_status target_save_position(target *t, const char *topic, int32_t partition,
                                    const target_pos *pos, char *errstr, size_t errstr_size);
 
+/*
+ * The same two steps for every partition of a batch in one statement each
+ * (one round trip instead of one per partition). The check locks the rows in
+ * (topic, partition) order, so processes with overlapping partitions lock
+ * them in the same order. parts[] is borrowed; the check fills `matches`.
+ */
+typedef struct target_part {
+    const char *topic;
+    int32_t partition;
+    int64_t expected_next; /* check: what the row must say, -1 = no row */
+    bool matches;          /* check: the result */
+    target_pos pos;        /* save: the position to record */
+} target_part;
+
+target_status target_check_positions(target *t, target_part *parts, size_t n, char *errstr,
+                                     size_t errstr_size);
+target_status target_save_positions(target *t, const target_part *parts, size_t n, char *errstr,
+                                    size_t errstr_size);
+
 /* Make sure the table of `s` exists with all its columns (auto.create/evolve). */
 target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
                                    size_t errstr_size);

@@ -269,7 +269,7 @@ Test(config, apply_defaults_and_dlq_topic)
     cr_assert_str_eq(cfg.dlq_topic, "pay.dlq", "the DLQ topic follows the prefix");
     cr_assert_str_eq(cfg.state_schema, "cdc");
     cr_assert(cfg.auto_create && cfg.auto_evolve);
-    cr_assert_eq(cfg.batch_max_events, 10000);
+    cr_assert_eq(cfg.batch_max_events, 50000);
     apply_config_free(&cfg);
 }
 
