@@ -16,6 +16,7 @@
 #include "sqlgen.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -256,6 +257,52 @@ done:
     json_decref(labels);
     cdc_buf_free(&body);
     return rc;
+}
+
+char **sql_enum_labels(const cdc_field *f, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *labels = f->enum_json ? json_loads(f->enum_json, 0, &jerr) : NULL;
+    size_t n = json_array_size(labels), len = strlen(f->pg_type);
+    char **out = NULL;
+    if (!json_is_array(labels) || !sql_type_ok(f->pg_type) ||
+        (len >= 2 && strcmp(f->pg_type + len - 2, "[]") == 0)) {
+        snprintf(errstr, errstr_size, "column \"%s\": no usable enum type and labels", f->pg_name);
+        goto done;
+    }
+    out = cdc_xcalloc(n + 1, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(labels, i));
+        if (!s) {
+            snprintf(errstr, errstr_size, "column \"%s\": pg.enum is not an array of labels",
+                     f->pg_name);
+            sql_free_labels(out);
+            out = NULL;
+            goto done;
+        }
+        out[i] = cdc_xstrdup(s);
+    }
+done:
+    json_decref(labels);
+    return out;
+}
+
+void sql_free_labels(char **labels)
+{
+    for (char **l = labels; l && *l; l++)
+        free(*l);
+    free(labels);
+}
+
+void sql_add_enum_label(cdc_buf *out, const cdc_field *f, const char *label, const char *other,
+                        bool after)
+{
+    cdc_buf_printf(out, "ALTER TYPE %s ADD VALUE IF NOT EXISTS ", f->pg_type);
+    literal(out, label);
+    if (other) {
+        cdc_buf_puts(out, after ? " AFTER " : " BEFORE ");
+        literal(out, other);
+    }
 }
 
 int sql_create_enum(cdc_buf *out, const cdc_field *f, char *errstr, size_t errstr_size)

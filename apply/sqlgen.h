@@ -48,6 +48,19 @@ int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size
  * The caller checks first that the type does not exist (to_regtype).
  */
 int sql_create_enum(cdc_buf *out, const cdc_field *f, char *errstr, size_t errstr_size);
+/*
+ * The labels of field f's enum (pg.enum, in order) as a new NULL-terminated
+ * array the caller frees with sql_free_labels, or NULL (errstr) when f has no
+ * usable label list or no safe plain enum type name.
+ */
+char **sql_enum_labels(const cdc_field *f, char *errstr, size_t errstr_size);
+void sql_free_labels(char **labels);
+/*
+ * ALTER TYPE <f's type> ADD VALUE IF NOT EXISTS <label> BEFORE|AFTER <other>
+ * (one statement, no terminator; `other` NULL = at the end).
+ */
+void sql_add_enum_label(cdc_buf *out, const cdc_field *f, const char *label, const char *other,
+                        bool after);
 /* ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the field; 0 or -1 (unsafe type). */
 int sql_add_column(cdc_buf *out, const cdc_table_schema *s, int field, char *errstr,
                    size_t errstr_size);

@@ -433,6 +433,97 @@ static void mark_ready(target *t, const cdc_table_schema *s)
     t->nready++;
 }
 
+/*
+ * Labels the source added to an enum after the target's type was created
+ * (the pg.enum list of a newer schema) are added, at the source's position.
+ * ALTER TYPE ... ADD VALUE runs on a connection of its own and commits at
+ * once: a label added in the batch's transaction could not be used before
+ * that transaction commits.
+ */
+static target_status sync_enum_labels(target *t, const cdc_table_schema *s, char *errstr,
+                                      size_t errstr_size)
+{
+    target_status r = TARGET_OK;
+    PGconn *side = NULL;
+    for (int i = 0; i < s->nfields && r == TARGET_OK; i++) {
+        const cdc_field *f = &s->fields[i];
+        char lerr[256];
+        char **want = f->enum_json ? sql_enum_labels(f, lerr, sizeof lerr) : NULL;
+        if (!want)
+            continue; /* not a plain enum: nothing to compare */
+        const char *tv[] = {f->pg_type};
+        PGresult *have = NULL;
+        r = run_params(t,
+                       "SELECT e.enumlabel FROM pg_catalog.pg_enum e "
+                       "WHERE e.enumtypid = pg_catalog.to_regtype($1) ORDER BY e.enumsortorder",
+                       1, tv, &have, errstr, errstr_size);
+        size_t nwant = 0;
+        while (want[nwant])
+            nwant++;
+        bool *present = cdc_xcalloc(nwant + 1, sizeof *present);
+        bool missing = false;
+        for (size_t l = 0; r == TARGET_OK && l < nwant; l++) {
+            for (int row = 0; row < PQntuples(have) && !present[l]; row++)
+                present[l] = strcmp(PQgetvalue(have, row, 0), want[l]) == 0;
+            missing |= !present[l];
+        }
+        /* No row at all: the type does not exist yet (it is created whole). */
+        if (r == TARGET_OK && missing && PQntuples(have) > 0) {
+            if (!t->auto_evolve) {
+                snprintf(errstr, errstr_size, "enum type %s lacks labels of the source's "
+                         "(auto.evolve is false)", f->pg_type);
+                r = TARGET_REJECT;
+            }
+            if (r == TARGET_OK && !side) {
+                const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
+                const char *vals[] = {t->conninfo, "-c lock_timeout=10000", "cdc-apply", NULL};
+                side = PQconnectdbParams(keys, vals, 1);
+                if (PQstatus(side) != CONNECTION_OK) {
+                    snprintf(errstr, errstr_size, "%s", PQerrorMessage(side));
+                    r = TARGET_RETRY;
+                }
+            }
+            for (size_t l = 0; r == TARGET_OK && l < nwant; l++) {
+                if (present[l])
+                    continue;
+                /* After the nearest earlier label the target has, else before
+                 * the nearest later one. */
+                const char *other = NULL;
+                bool after = true;
+                for (size_t k = l; k-- > 0 && !other;)
+                    if (present[k])
+                        other = want[k];
+                for (size_t k = l + 1; k < nwant && !other; k++)
+                    if (present[k]) {
+                        other = want[k];
+                        after = false;
+                    }
+                cdc_buf_reset(&t->sql);
+                sql_add_enum_label(&t->sql, f, want[l], other, after);
+                PGresult *res = PQexec(side, cdc_buf_cstr(&t->sql));
+                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                    snprintf(errstr, errstr_size, "adding label '%s' to enum %s: %s", want[l],
+                             f->pg_type, PQerrorMessage(side));
+                    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                    bool lock_timeout = state && strcmp(state, "55P03") == 0;
+                    r = PQstatus(side) == CONNECTION_OK && !lock_timeout ? TARGET_REJECT
+                                                                         : TARGET_RETRY;
+                } else {
+                    present[l] = true;
+                    cdc_info("added label '%s' to enum %s", want[l], f->pg_type);
+                }
+                PQclear(res);
+            }
+        }
+        free(present);
+        PQclear(have);
+        sql_free_labels(want);
+    }
+    if (side)
+        PQfinish(side);
+    return r;
+}
+
 target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
                                    size_t errstr_size)
 {
@@ -468,6 +559,8 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
     }
     bool table_exists = exists[0] == 't';
     free(exists);
+    if ((r = sync_enum_labels(t, s, errstr, errstr_size)) != TARGET_OK)
+        goto done;
     cdc_buf *sql = &t->sql;
     if (!table_exists) {
         if (!t->auto_create) {

@@ -39,6 +39,7 @@ typedef enum stream_result {
     STREAM_PG_LOST,
     STREAM_KAFKA_BROKEN,
     STREAM_FATAL,
+    STREAM_RELOAD, /* a relation's schema is stale: new session, Relation messages again */
 } stream_result;
 
 typedef struct capture {
@@ -60,6 +61,7 @@ typedef struct capture {
     bool streaming;       /* the replication connection is in COPY mode */
     bool force_bootstrap; /* --bootstrap, until a load has completed */
     event_ctx ctx;
+    uint64_t reload_lsn; /* the change that last made us reload its relation */
     /* Counters for the periodic progress line. */
     int64_t stat_since; /* now_ms() of the last line */
     uint64_t stat_events, total_events;
@@ -480,6 +482,7 @@ static stream_result emit_result(capture *c, emit_status st, const char *what)
         cdc_warn("Kafka: %s; restarting the stream from " CDC_LSN_FMT, c->errbuf,
                  CDC_LSN_ARGS(c->flushed_lsn));
         return STREAM_KAFKA_BROKEN;
+    case EMIT_STALE:
     case EMIT_FATAL:
         cdc_error("%s at LSN " CDC_LSN_FMT " (transaction %u, commit " CDC_LSN_FMT
                   "): %s; stopping without confirming it",
@@ -497,6 +500,18 @@ static relation *need_relation(capture *c, uint32_t relid)
         snprintf(c->errbuf, sizeof c->errbuf, "change for relation %u before its Relation message",
                  relid);
     return r;
+}
+
+static emit_status emit_change(capture *c, relation *r, const pgo_msg *m)
+{
+    if (m->type == 'I')
+        return emitter_change(c->em, r, 'c', NULL, &m->new_tuple, &c->ctx, c->errbuf,
+                              sizeof c->errbuf);
+    if (m->type == 'U')
+        return emitter_change(c->em, r, 'u', m->old_kind ? &m->old_tuple : NULL, &m->new_tuple,
+                              &c->ctx, c->errbuf, sizeof c->errbuf);
+    return emitter_change(c->em, r, 'd', &m->old_tuple, NULL, &c->ctx, c->errbuf,
+                          sizeof c->errbuf);
 }
 
 /* Returns -1 to continue, else the stream result to end with. */
@@ -553,15 +568,30 @@ static int handle_message(capture *c, const pgo_msg *m, uint64_t wal_start)
             return STREAM_FATAL;
         }
         c->ctx.lsn = wal_start;
-        if (m->type == 'I')
-            st = emitter_change(c->em, r, 'c', NULL, &m->new_tuple, &c->ctx, c->errbuf,
-                                sizeof c->errbuf);
-        else if (m->type == 'U')
-            st = emitter_change(c->em, r, 'u', m->old_kind ? &m->old_tuple : NULL, &m->new_tuple,
-                                &c->ctx, c->errbuf, sizeof c->errbuf);
-        else
-            st = emitter_change(c->em, r, 'd', &m->old_tuple, NULL, &c->ctx, c->errbuf,
-                                sizeof c->errbuf);
+        st = emit_change(c, r, m);
+        if (st == EMIT_STALE) {
+            /*
+             * An enum label added after the table's schema was built
+             * (ALTER TYPE ... ADD VALUE sends no Relation message). A new
+             * session makes pgoutput send the Relation messages again, and
+             * the schema is rebuilt with the labels the catalog has now.
+             * Should the catalog still lack it (a label renamed since this
+             * WAL), the value goes out under the schema as it is.
+             */
+            if (c->reload_lsn != wal_start) {
+                c->reload_lsn = wal_start;
+                cdc_info("%s; reloading the table's schema (stream restarts from " CDC_LSN_FMT
+                         ")",
+                         c->errbuf, CDC_LSN_ARGS(c->flushed_lsn));
+                return STREAM_RELOAD;
+            }
+            cdc_warn("%s even after reloading it from the catalog; sending the value with the "
+                     "schema as it is",
+                     c->errbuf);
+            for (int i = 0; i < r->ncols; i++)
+                relation_forget_labels(&r->cols[i]);
+            st = emit_change(c, r, m);
+        }
         if (st != EMIT_OK) {
             char what[600];
             snprintf(what, sizeof what, "cannot encode a change of %s.%s", r->nspname, r->relname);
@@ -808,7 +838,7 @@ int capture_run(const capture_config *cfg, volatile sig_atomic_t *stop)
             break;
         }
         end_session(&c, r == STREAM_KAFKA_BROKEN);
-        if (backoff_wait(&c, &backoff) != 0)
+        if (r != STREAM_RELOAD && backoff_wait(&c, &backoff) != 0)
             break;
     }
 

@@ -505,6 +505,18 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
     if (encode_check_tuple(r, before, errstr, errstr_size) != 0 ||
         encode_check_tuple(r, after, errstr, errstr_size) != 0)
         return EMIT_FATAL;
+    int col = encode_unknown_label(r, before);
+    const pgo_tuple *t = before;
+    if (col < 0) {
+        col = encode_unknown_label(r, after);
+        t = after;
+    }
+    if (col >= 0) {
+        snprintf(errstr, errstr_size, "%s.%s column %s: enum label '%.*s' is not in its schema",
+                 r->nspname, r->relname, r->cols[col].name, (int)t->values[col].len,
+                 t->values[col].data);
+        return EMIT_STALE;
+    }
     if (op == 'u' && before && after && r->nkey > 0 && key_changed(r, before, after)) {
         /* Keep each key's history in one partition: delete old, insert new. */
         emit_status st = emit_one(em, r, 'd', before, NULL, before, ctx, errstr, errstr_size);

@@ -26,6 +26,8 @@ typedef enum emit_status {
     EMIT_RETRY = 1,   /* Kafka trouble: restart the session, nothing is lost */
     EMIT_FATAL = 2,   /* the event cannot be produced (errstr says why) */
     EMIT_STOPPED = 3, /* *stop became true while waiting */
+    EMIT_STALE = 4,   /* a value the relation's schema does not describe (an enum
+                       * label added since): nothing was produced; errstr says which */
 } emit_status;
 
 typedef struct emitter_opts {

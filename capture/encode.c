@@ -2,7 +2,9 @@
 #include "encode.h"
 
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cdc/avro_bin.h"
 
@@ -42,6 +44,24 @@ static int encode_value(cdc_buf *b, const rel_col *c, const pgo_value *v, char *
         return -1;
     }
     return 0;
+}
+
+int encode_unknown_label(const relation *r, const pgo_tuple *t)
+{
+    if (!t)
+        return -1;
+    for (int i = 0; i < r->ncols && i < t->ncols; i++) {
+        const rel_col *c = &r->cols[i];
+        const pgo_value *v = &t->values[i];
+        if (c->nlabels == 0 || v->kind != 't')
+            continue;
+        bool known = false;
+        for (int l = 0; l < c->nlabels && !known; l++)
+            known = strlen(c->labels[l]) == v->len && memcmp(c->labels[l], v->data, v->len) == 0;
+        if (!known)
+            return i;
+    }
+    return -1;
 }
 
 int encode_check_tuple(const relation *r, const pgo_tuple *t, char *errstr, size_t errstr_size)

@@ -48,6 +48,12 @@ void encoder_free(encoder *e);
 
 /* Check a tuple has the relation's column count. */
 int encode_check_tuple(const relation *r, const pgo_tuple *t, char *errstr, size_t errstr_size);
+/*
+ * -1 if every enum value of `t` (may be NULL) is one of the labels its
+ * column's schema lists, else the index of the first column whose value is
+ * not: an enum label added after the schema was built.
+ */
+int encode_unknown_label(const relation *r, const pgo_tuple *t);
 /* Key of `t` into e->key. Fails if a key column has no value. */
 int encode_key(encoder *e, const relation *r, const pgo_tuple *t, char *errstr, size_t errstr_size);
 /* Envelope into e->value; op is 'c','u','d','t' or 'r'; now_ms fills ts_ms. */

@@ -50,6 +50,15 @@ relcache *relcache_new(void)
     return rc;
 }
 
+void relation_forget_labels(rel_col *c)
+{
+    for (int i = 0; i < c->nlabels; i++)
+        free(c->labels[i]);
+    free(c->labels);
+    c->labels = NULL;
+    c->nlabels = 0;
+}
+
 void relation_free(relation *r)
 {
     if (!r)
@@ -57,6 +66,7 @@ void relation_free(relation *r)
     for (int i = 0; i < r->ncols; i++) {
         free(r->cols[i].name);
         free(r->cols[i].field);
+        relation_forget_labels(&r->cols[i]);
     }
     free(r->cols);
     free(r->key_idx);
@@ -232,6 +242,14 @@ int relcache_build(relation *r, const rel_colinfo *ci, int ncols, char *errstr, 
         r->cols[i].name = cdc_xstrdup(ci[i].name);
         r->cols[i].field = unique_field(r->cols, i, ci[i].name);
         r->cols[i].type = cdc_pgtype_map(ci[i].base_oid, ci[i].base_typmod);
+        size_t nl = json_is_array(ci[i].enum_labels) ? json_array_size(ci[i].enum_labels) : 0;
+        if (nl > 0) {
+            r->cols[i].labels = cdc_xcalloc(nl, sizeof *r->cols[i].labels);
+            for (size_t l = 0; l < nl; l++) {
+                const char *s = json_string_value(json_array_get(ci[i].enum_labels, l));
+                r->cols[i].labels[r->cols[i].nlabels++] = cdc_xstrdup(s ? s : "");
+            }
+        }
         if (ci[i].key)
             r->key_idx[r->nkey++] = i;
     }

@@ -40,6 +40,8 @@ typedef struct rel_col {
     char *name;  /* true column name */
     char *field; /* Avro field name (sanitised, unique in the record) */
     cdc_coltype type;
+    char **labels; /* an enum's labels as the schema lists them (pg.enum), else NULL */
+    int nlabels;
 } rel_col;
 
 typedef struct relation {
@@ -84,6 +86,8 @@ relation *relcache_update(relcache *rc, const pgo_msg *m, PGconn *sql, const cha
 int relcache_build(relation *r, const rel_colinfo *cols, int ncols, char *errstr,
                    size_t errstr_size);
 void relation_free(relation *r);
+/* Drop a column's label list: its values are no longer checked against it. */
+void relation_forget_labels(rel_col *c);
 
 /* Avro name from an arbitrary identifier: [A-Za-z_][A-Za-z0-9_]*. Appends to out. */
 void relcache_avro_name(const char *ident, char *out, size_t out_size);

@@ -389,6 +389,50 @@ Test(apply, column_added_while_streaming_appears_with_values)
     stop_clean(&app, "cdc-apply");
 }
 
+/*
+ * ALTER TYPE ... ADD VALUE sends no Relation message: cdc-capture sees the
+ * new label in a row, reloads the table's schema (with the labels the
+ * catalog has now), and cdc-apply adds the labels to the target's type at
+ * the source's positions before it writes the rows.
+ */
+Test(apply, enum_labels_added_at_the_source_reach_the_target)
+{
+    th_sql(src, "CREATE TYPE st8 AS ENUM ('new', 'paid');"
+                "CREATE TABLE inv (id int PRIMARY KEY, s st8 NOT NULL, note text)");
+    start_pipeline(NULL);
+    th_sql(src, "INSERT INTO inv VALUES (1, 'new', 'a'), (2, 'paid', 'b')");
+    converge((const char *const[]){"inv", NULL}, CONVERGE_MS);
+
+    th_sql(src, "ALTER TYPE st8 ADD VALUE 'refunded' AFTER 'paid'");
+    th_sql(src, "ALTER TYPE st8 ADD VALUE 'draft' BEFORE 'new'");
+    th_sql(src, "ALTER TYPE st8 ADD VALUE 'sent' BEFORE 'paid'");
+    th_sql(src, "BEGIN; INSERT INTO inv VALUES (3, 'refunded', 'c'), (4, 'draft', 'd');"
+                "UPDATE inv SET s = 'sent' WHERE id = 1; COMMIT");
+    th_sql(src, "INSERT INTO inv VALUES (5, 'paid', 'e')");
+    converge((const char *const[]){"inv", NULL}, CONVERGE_MS);
+
+    const char *labels = "SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) "
+                         "FROM pg_enum WHERE enumtypid = 'st8'::regtype";
+    char *sl = th_sql_value(src, "%s", labels), *dl = th_sql_value(dst, "%s", labels);
+    cr_assert_str_eq(sl, "draft,new,sent,paid,refunded");
+    cr_assert_str_eq(dl, sl, "the target's labels, in the source's order");
+    free(sl);
+    free(dl);
+    /* Enum order is the labels' order: the same rows sort the same way. */
+    const char *order = "SELECT string_agg(id::text, ',' ORDER BY s, id) FROM inv";
+    char *so = th_sql_value(src, "%s", order), *dO = th_sql_value(dst, "%s", order);
+    cr_assert_str_eq(dO, so);
+    free(so);
+    free(dO);
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/capture.log", th_test_dir());
+    cr_assert(th_wait_log(path, "reloading the table's schema", 100), "capture must say why");
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(th_wait_log(path, "added label 'refunded' to enum", 100));
+    stop_clean(&app, "cdc-apply");
+    stop_clean(&cap, "cdc-capture");
+}
+
 /* ---- 4. truncate across partitions -------------------------------------- */
 
 static void insert_tr(int from, int to, int per_txn)

@@ -361,6 +361,37 @@ Test(sqlgen, create_enum_refuses_what_is_not_an_enum)
     cdc_table_schema_free(s);
 }
 
+Test(sqlgen, enum_labels_and_added_label_are_quoted)
+{
+    static const col cols[] = {
+        {"a", "string", "\"My Schema\".\"Mood\"", false, false, "[\"ok\", \"it's\", \"b\\\\s\"]"},
+        {"b", "string", "mood[]", false, false, "[\"x\"]"},
+        {"c", "string", "mood; DROP", false, false, "[\"x\"]"},
+    };
+    cdc_table_schema *s = schema_of("public", "t", cols, 3);
+    char err[256] = "";
+    char **l = sql_enum_labels(&s->fields[0], err, sizeof err);
+    cr_assert_not_null(l, "%s", err);
+    cr_assert_str_eq(l[0], "ok");
+    cr_assert_str_eq(l[1], "it's");
+    cr_assert_str_eq(l[2], "b\\s");
+    cr_assert_null(l[3]);
+    cdc_buf out = {0};
+    sql_add_enum_label(&out, &s->fields[0], l[1], l[2], false);
+    cr_assert_str_eq(cdc_buf_cstr(&out), "ALTER TYPE \"My Schema\".\"Mood\" ADD VALUE IF NOT EXISTS "
+                                         "E'it''s' BEFORE E'b\\\\s'");
+    cdc_buf_reset(&out);
+    sql_add_enum_label(&out, &s->fields[0], l[2], NULL, true);
+    cr_assert_str_eq(cdc_buf_cstr(&out),
+                     "ALTER TYPE \"My Schema\".\"Mood\" ADD VALUE IF NOT EXISTS E'b\\\\s'");
+    sql_free_labels(l);
+    /* An array of enums and an unsafe type name have no label list to sync. */
+    cr_expect_null(sql_enum_labels(&s->fields[1], err, sizeof err));
+    cr_expect_null(sql_enum_labels(&s->fields[2], err, sizeof err));
+    cdc_buf_free(&out);
+    cdc_table_schema_free(s);
+}
+
 Test(sqlgen, add_column_has_no_not_null_and_creates_its_enum)
 {
     cdc_table_schema *s = payments();
