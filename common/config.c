@@ -264,7 +264,9 @@ void cdc_config_print_help(const cdc_cfg_spec *spec, FILE *out)
     if (spec->kafka_keys)
         fprintf(out, "  kafka.*\n      any librdkafka property, passed through without "
                      "the 'kafka.' prefix\n      (e.g. kafka.security.protocol=ssl)\n");
-    fprintf(out, "\nExit status: 0 success, 1 runtime failure, 2 configuration error.\n");
+    fprintf(out, "\nExit status: %s\n",
+            spec->exit_status ? spec->exit_status
+                              : "0 success, 1 runtime failure, 2 configuration error.");
 }
 
 cdc_cfg_result cdc_config_parse(const cdc_cfg_spec *spec, void *cfg, int argc, char **argv,

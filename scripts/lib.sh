@@ -6,7 +6,7 @@ PG_BIN="${CDC_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | 
 # Run a command as the postgres user when we are root (initdb refuses root).
 as_pg() {
     if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@") # the postgres user may not read our cwd
     else
         "$@"
     fi

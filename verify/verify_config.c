@@ -32,8 +32,8 @@ static const cdc_cfg_key verify_keys[] = {
 
 const cdc_cfg_spec verify_config_spec = {
     .program = "cdc-verify",
-    .summary = "Compares the replicated tables of a source and a target PostgreSQL database. "
-               "Exit status: 0 equal, 1 different, 2 error.",
+    .summary = "Compares the replicated tables of a source and a target PostgreSQL database.",
+    .exit_status = "0 equal, 1 different, 2 error (connection, query, configuration).",
     .keys = verify_keys,
     .flags = NULL,
     .kafka_offset = 0,

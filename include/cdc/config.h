@@ -54,6 +54,7 @@ typedef struct cdc_cfg_flag {
 typedef struct cdc_cfg_spec {
     const char *program;       /* "cdc-capture" */
     const char *summary;       /* one line for --help */
+    const char *exit_status;   /* --help's exit status line; NULL = the daemons' */
     const cdc_cfg_key *keys;   /* terminated by an entry with name == NULL */
     const cdc_cfg_flag *flags; /* may be NULL; terminated by name == NULL */
     size_t kafka_offset;       /* offsetof(config struct, cdc_kv_list) */
