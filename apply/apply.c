@@ -915,11 +915,12 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
          * of this consumer) and looks again only when its broker thread next
          * wakes up, up to a second later. At cdc-apply's rate the default
          * queue lasts about half a second, so a catch-up stalled about half
-         * of every second. Memory stays bounded by queued.max.messages.kbytes
-         * (64 MiB by default), which now binds first for events over ~130
-         * bytes.
+         * of every second. Memory stays bounded by queued.max.messages.kbytes,
+         * which binds first for events over ~70 bytes: 32 MiB measured as
+         * fast as librdkafka's 64 MiB default, with ~110 MiB less peak RSS.
          */
         {"queued.min.messages", "500000"},
+        {"queued.max.messages.kbytes", "32768"},
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);

@@ -76,7 +76,7 @@ echo "create cdc.public.payments $PARTS" >&9
 T0=$(now)
 build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=pipe" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s kafka.session.timeout.ms=6000 \
-    -s log.level=${APPLY_LOG_LEVEL:-warn} 2>"$WORK/apply.log" &
+    -s log.level=${APPLY_LOG_LEVEL:-warn} ${APPLY_ARGS:-} 2>"$WORK/apply.log" &
 APPLY_PID=$!
 build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=bench" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s bootstrap.mode=only \

@@ -113,7 +113,7 @@ if [ -n "${PHASED:-}" ]; then
 fi
 build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=pipe" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s kafka.session.timeout.ms=6000 \
-    -s log.level=${APPLY_LOG_LEVEL:-warn} 2>"$WORK/apply.log" &
+    -s log.level=${APPLY_LOG_LEVEL:-warn} ${APPLY_ARGS:-} 2>"$WORK/apply.log" &
 APPLY_PID=$!
 until [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
       [ "$(target_sum pipe)" = "$SRC_SUM" ]; do
