@@ -144,12 +144,18 @@ static void quiet(void *arg, const char *msg)
     cdc_debug("target: %s", msg);
 }
 
+/* A new connection to the target with these server options (check its status). */
+static PGconn *open_conn(const target *t, const char *options)
+{
+    const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
+    const char *vals[] = {t->conninfo, options, "cdc-apply", NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
 target_status target_connect(target *t, char *errstr, size_t errstr_size)
 {
     target_disconnect(t);
-    const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
-    const char *vals[] = {t->conninfo, SESSION_OPTIONS, "cdc-apply", NULL};
-    t->conn = PQconnectdbParams(keys, vals, 1);
+    t->conn = open_conn(t, SESSION_OPTIONS);
     if (PQstatus(t->conn) != CONNECTION_OK) {
         snprintf(errstr, errstr_size, "%s", PQerrorMessage(t->conn));
         one_line(errstr);
@@ -475,9 +481,7 @@ static target_status sync_enum_labels(target *t, const cdc_table_schema *s, char
                 r = TARGET_REJECT;
             }
             if (r == TARGET_OK && !side) {
-                const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
-                const char *vals[] = {t->conninfo, "-c lock_timeout=10000", "cdc-apply", NULL};
-                side = PQconnectdbParams(keys, vals, 1);
+                side = open_conn(t, "-c lock_timeout=10000");
                 if (PQstatus(side) != CONNECTION_OK) {
                     snprintf(errstr, errstr_size, "%s", PQerrorMessage(side));
                     r = TARGET_RETRY;

@@ -697,6 +697,7 @@ static stream_result stream(capture *c)
         }
         if (++since_poll >= 1000) {
             emitter_poll(c->em, 0);
+            report_progress(c);
             since_poll = 0;
         }
 
@@ -738,7 +739,6 @@ static stream_result stream(capture *c)
         PQfreemem(buf);
         if (result >= 0)
             return (stream_result)result;
-        report_progress(c);
     }
 }
 
