@@ -698,6 +698,12 @@ static int compare_table(const verify_config *cfg, side *src, side *tgt, const t
                 cdc_info("%s.%s differs; comparing again for up to %d ms", t->nsp, t->rel,
                          cfg->wait_ms);
             sleep_ms(1000);
+            if (p.problem) {
+                /* The pipeline may create the table or columns meanwhile. */
+                plan_free(&p);
+                if (plan_table(cfg, src, tgt, t, &p) != 0)
+                    break;
+            }
             continue;
         }
         if (equal) {

@@ -245,3 +245,27 @@ Test(verify, wait_ms_waits_for_a_target_that_catches_up)
     cr_assert_eq(run_verify("verify2.log", (const char *const[]){"tables=acc", NULL}, &out), 1);
     free(out);
 }
+
+Test(verify, wait_ms_waits_for_a_target_table_that_appears)
+{
+    th_sql(dst, "DROP TABLE log");
+    pid_t child = fork();
+    cr_assert_neq(child, -1);
+    if (child == 0) {
+        sleep(2);
+        char ci[TH_PATH_MAX];
+        PGconn *c = PQconnectdb(th_pg_conninfo(&pg, "dst", ci, sizeof ci));
+        PGresult *r = PQexec(c, "CREATE TABLE log (n int, msg text);"
+                                "INSERT INTO log SELECT g % 10, 'same' FROM generate_series(1, 500) g");
+        _exit(PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1);
+    }
+    char *out;
+    int rc = run_verify("verify.log", (const char *const[]){"tables=log", "wait.ms=30000", NULL},
+                        &out);
+    int st;
+    waitpid(child, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "creating the table failed");
+    cr_assert_eq(rc, 0, "%s", out);
+    assert_line(out, "1 tables compared, all equal");
+    free(out);
+}
