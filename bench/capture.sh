@@ -26,18 +26,7 @@ done
 
 scripts/deps
 . scripts/lib.sh # after deps: it looks for the PostgreSQL binaries
-[ -x build/bin/cdc-capture ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build build -j"$(nproc)" >/dev/null; }
-
-WORK=$(mktemp -d /tmp/cdc-bench.XXXXXX)
-chmod 755 "$WORK"
-PORT=$(free_port)
-cleanup() {
-    [ -n "${CAP_PID:-}" ] && kill "$CAP_PID" 2>/dev/null || true
-    [ -n "${DEVBROKER_PID:-}" ] && kill "$DEVBROKER_PID" 2>/dev/null || true
-    pg_stop "$WORK/pg"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_prepare
 
 pg_start "$WORK/pg" "$PORT"
 PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d bench)

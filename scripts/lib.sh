@@ -74,3 +74,21 @@ devbroker_start() {
     echo "cdc-devbroker did not start; see $log" >&2
     return 1
 }
+
+# For bench/: build, then a work directory $WORK (removed at exit unless KEEP
+# is set), a free $PORT, and an EXIT trap that kills $CAP_PID, $APPLY_PID and
+# $DEVBROKER_PID and stops the cluster in $WORK/pg.
+bench_prepare() {
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j"$(nproc)" >/dev/null
+    WORK=$(mktemp -d /tmp/cdc-bench.XXXXXX)
+    chmod 755 "$WORK"
+    PORT=$(free_port)
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do kill "$p" 2>/dev/null || true; done
+    pg_stop "$WORK/pg"
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}

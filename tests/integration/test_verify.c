@@ -216,26 +216,40 @@ Test(verify, errors_exit_two)
     free(out);
 }
 
-Test(verify, wait_ms_waits_for_a_target_that_catches_up)
+/*
+ * A "pipeline" that runs `sql` on the target two seconds from now, in a
+ * child process; late_sql_wait asserts that it succeeded.
+ */
+static pid_t late_sql(const char *sql)
 {
-    th_sql(dst, "DELETE FROM acc WHERE id = 5");
-    /* A "pipeline" that delivers the row two seconds later. */
     pid_t child = fork();
     cr_assert_neq(child, -1);
     if (child == 0) {
         sleep(2);
         char ci[TH_PATH_MAX];
         PGconn *c = PQconnectdb(th_pg_conninfo(&pg, "dst", ci, sizeof ci));
-        PGresult *r = PQexec(c, "INSERT INTO acc SELECT * FROM (VALUES (5::bigint, 6.25, "
-                                "'2026-01-01 00:05:00+00'::timestamptz, 5 / 7.0, NULL)) v");
+        PGresult *r = PQexec(c, sql);
         _exit(PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1);
     }
+    return child;
+}
+
+static void late_sql_wait(pid_t child, const char *what)
+{
+    int st;
+    waitpid(child, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed", what);
+}
+
+Test(verify, wait_ms_waits_for_a_target_that_catches_up)
+{
+    th_sql(dst, "DELETE FROM acc WHERE id = 5");
+    pid_t child = late_sql("INSERT INTO acc SELECT * FROM (VALUES (5::bigint, 6.25, "
+                           "'2026-01-01 00:05:00+00'::timestamptz, 5 / 7.0, NULL)) v");
     char *out;
     int rc = run_verify("verify.log", (const char *const[]){"tables=acc", "wait.ms=30000", NULL},
                         &out);
-    int st;
-    waitpid(child, &st, 0);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the late insert failed");
+    late_sql_wait(child, "the late insert");
     cr_assert_eq(rc, 0, "%s", out);
     assert_line(out, "comparing again");
     free(out);
@@ -249,22 +263,12 @@ Test(verify, wait_ms_waits_for_a_target_that_catches_up)
 Test(verify, wait_ms_waits_for_a_target_table_that_appears)
 {
     th_sql(dst, "DROP TABLE log");
-    pid_t child = fork();
-    cr_assert_neq(child, -1);
-    if (child == 0) {
-        sleep(2);
-        char ci[TH_PATH_MAX];
-        PGconn *c = PQconnectdb(th_pg_conninfo(&pg, "dst", ci, sizeof ci));
-        PGresult *r = PQexec(c, "CREATE TABLE log (n int, msg text);"
-                                "INSERT INTO log SELECT g % 10, 'same' FROM generate_series(1, 500) g");
-        _exit(PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1);
-    }
+    pid_t child = late_sql("CREATE TABLE log (n int, msg text);"
+                           "INSERT INTO log SELECT g % 10, 'same' FROM generate_series(1, 500) g");
     char *out;
     int rc = run_verify("verify.log", (const char *const[]){"tables=log", "wait.ms=30000", NULL},
                         &out);
-    int st;
-    waitpid(child, &st, 0);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "creating the table failed");
+    late_sql_wait(child, "creating the table");
     cr_assert_eq(rc, 0, "%s", out);
     assert_line(out, "1 tables compared, all equal");
     free(out);
