@@ -23,6 +23,7 @@
 #include "apply.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,6 +48,11 @@ typedef struct part_state {
     target_pos stored; /* what the target records (as last read or written) */
     bool pending;      /* touched by the current batch */
     target_pos next;   /* position after the current batch */
+    size_t events;     /* events of the current batch */
+    int group;         /* the target connection that writes this partition */
+    bool flying;       /* in the batch being written */
+    target_pos flight; /* position after the batch being written */
+    size_t flight_events;
     bool waiting;      /* paused at a truncate other partitions have not reached */
     uint64_t wait_lsn;
     int64_t wait_ord;
@@ -55,8 +61,21 @@ typedef struct part_state {
 
 typedef struct table_batch {
     const cdc_table_schema *schema;
+    int group;
     batch *b;
 } table_batch;
+
+typedef struct write_job write_job;
+
+/* The batch the writers are writing while the next one is decoded. */
+typedef struct flight {
+    bool active;
+    write_job *jobs; /* one per writer */
+    table_batch *tables;
+    size_t ntables;
+    rd_kafka_message_t **msgs;
+    size_t nmsgs;
+} flight;
 
 typedef struct schema_entry {
     uint64_t fp;
@@ -70,7 +89,9 @@ typedef struct applier {
     rd_kafka_t *dlq;
     int dlq_pending;
     int dlq_failed;
-    target *tgt;
+    target *tgt;      /* writers[0]: also positions, truncates, event by event */
+    target **writers; /* target.connections of them */
+    int nwriters;
     cdc_registry *reg;
     schema_entry *schemas;
     size_t nschemas;
@@ -84,6 +105,7 @@ typedef struct applier {
     size_t events; /* events folded into the current batch */
     char *schemas_topic;
     char *bootstrap_topic; /* capture's state topic: not events */
+    flight fl;
     bool need_resync;      /* re-read positions and seek every partition */
     int exit_status;       /* set when the daemon must stop with an error */
     cdc_event ev;
@@ -94,6 +116,8 @@ typedef struct applier {
     char err[2048];
     char state_err[2048];
 } applier;
+
+static bool land(applier *a, bool events_ok);
 
 static int64_t now_ms(void)
 {
@@ -161,16 +185,22 @@ static void target_problem(applier *a, const char *what)
 static bool ensure_target(applier *a)
 {
     int backoff = 500;
-    while (!target_connected(a->tgt)) {
-        if (*a->stop)
-            return false;
-        target_status r = target_connect(a->tgt, a->err, sizeof a->err);
-        if (r == TARGET_OK) {
+    for (;;) {
+        int w = 0;
+        while (w < a->nwriters && target_connected(a->writers[w]))
+            w++;
+        if (w == a->nwriters) {
             if (a->state_err[0])
                 cdc_info("target connection restored");
             a->state_err[0] = '\0';
-            a->need_resync = true;
             return true;
+        }
+        if (*a->stop)
+            return false;
+        target_status r = target_connect(a->writers[w], a->err, sizeof a->err);
+        if (r == TARGET_OK) {
+            a->need_resync = true;
+            continue;
         }
         if (r == TARGET_REJECT) {
             cdc_error("cannot set up the state tables in the target: %s", a->err);
@@ -178,11 +208,10 @@ static bool ensure_target(applier *a)
             return false;
         }
         target_problem(a, a->err);
-        for (int w = 0; w < backoff && !*a->stop; w += 100)
+        for (int ms = 0; ms < backoff && !*a->stop; ms += 100)
             sleep_ms(100);
         backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
     }
-    return true;
 }
 
 /* ---- batches ---- */
@@ -196,8 +225,10 @@ static void drop_batch(applier *a)
         rd_kafka_message_destroy(a->msgs[i]);
     a->nmsgs = 0;
     a->events = 0;
-    for (size_t i = 0; i < a->nparts; i++)
+    for (size_t i = 0; i < a->nparts; i++) {
         a->parts[i].pending = false;
+        a->parts[i].events = 0;
+    }
 }
 
 /* Seek one partition to its recorded position (re-read from the target). */
@@ -229,6 +260,8 @@ static bool reposition(applier *a, part_state *p)
  */
 static bool resync(applier *a)
 {
+    if (!land(a, true))
+        return false;
     drop_batch(a);
     for (size_t i = 0; i < a->nparts; i++)
         if (!reposition(a, &a->parts[i]))
@@ -245,6 +278,7 @@ static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
     p->used = true;
     p->topic = cdc_xstrdup(tp->topic);
     p->partition = tp->partition;
+    p->group = tp->partition % a->nwriters;
     p->stored.next_offset = -1;
     /* Positions come from the target; wait for it if it is down. */
     while (!*a->stop) {
@@ -270,6 +304,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     applier *a = opaque;
+    /* The partitions change: the batch in flight lands first (a rejected
+     * one is read again rather than retried event by event in here). */
+    land(a, false);
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (!cooperative) {
@@ -505,24 +542,6 @@ static void positions_committed(applier *a)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Lock the batch's position rows; false (and resync) if someone else moved them. */
-static target_status check_positions(applier *a, bool *ok)
-{
-    *ok = true;
-    size_t n = pending_parts(a);
-    target_status r = target_check_positions(a->tgt, a->tparts, n, a->err, sizeof a->err);
-    if (r != TARGET_OK)
-        return r;
-    for (size_t i = 0; i < n; i++) {
-        if (a->tparts[i].matches)
-            continue;
-        *ok = false;
-        cdc_warn("%s [%d] was applied by another process; re-reading its position",
-                 a->tparts[i].topic, a->tparts[i].partition);
-    }
-    return TARGET_OK;
-}
-
 static void handle_retry(applier *a)
 {
     target_rollback(a->tgt);
@@ -555,56 +574,283 @@ static target_status guarded(applier *a, const char *name, const char **error, t
                                                                                : TARGET_RETRY;
 }
 
-/* Apply and commit the current batch. Returns false if the daemon must stop. */
+/*
+ * Writing. A full batch is handed to the writers and the consumer loop goes
+ * on decoding the next one meanwhile (the batch "in flight"); the next
+ * flush, and every other use of the target, first waits for it to land.
+ *
+ * Partition p belongs to writer p % target.connections; each writer's
+ * transaction holds the rows and the positions of its own partitions only,
+ * so every partition still moves atomically with its rows, and the writers
+ * commit independently. Keys map to partitions, so the writers touch
+ * different rows. Each writer prepares and writes its tables in name order:
+ * the DDL locks of a new table or column are taken in one order by all.
+ *
+ * The batch being built starts from the positions the flight will record.
+ * If the flight does not commit whole, that batch is dropped and every
+ * partition re-read from the recorded positions.
+ */
+struct write_job {
+    target *tgt;
+    const table_batch **tables; /* of this group, in name order */
+    size_t ntables;
+    target_part *parts; /* the group's partitions in the batch */
+    size_t nparts;
+    target_status r;
+    bool moved;        /* a partition was applied by another process meanwhile */
+    const char *table; /* being written when it failed */
+    int64_t ms;        /* time it took */
+    char err[2048];
+    pthread_t thread;
+    bool threaded;
+};
+
+static int table_order(const void *x, const void *y)
+{
+    const cdc_table_schema *a = (*(const table_batch *const *)x)->schema;
+    const cdc_table_schema *b = (*(const table_batch *const *)y)->schema;
+    int c = strcmp(a->schema_name, b->schema_name);
+    return c ? c : strcmp(a->table_name, b->table_name);
+}
+
+/* One writer's transaction. Runs on its own thread; touches only the job. */
+static void *write_group(void *arg)
+{
+    write_job *j = arg;
+    int64_t t0 = now_ms();
+    j->r = target_begin(j->tgt, j->err, sizeof j->err);
+    if (j->r == TARGET_OK)
+        j->r = target_check_positions(j->tgt, j->parts, j->nparts, j->err, sizeof j->err);
+    for (size_t i = 0; j->r == TARGET_OK && i < j->nparts; i++)
+        j->moved |= !j->parts[i].matches;
+    if (j->r == TARGET_OK && j->moved) {
+        target_rollback(j->tgt);
+        goto done;
+    }
+    for (size_t i = 0; i < j->ntables && j->r == TARGET_OK; i++) {
+        const table_batch *tb = j->tables[i];
+        j->table = tb->schema->table_name;
+        j->r = target_prepare_table(j->tgt, tb->schema, j->err, sizeof j->err);
+        if (j->r == TARGET_OK)
+            j->r = target_apply_batch(j->tgt, tb->schema, tb->b, j->err, sizeof j->err);
+    }
+    /* Partitions that saw only tombstones and never had a position stay
+     * unrecorded. */
+    size_t n = 0;
+    for (size_t i = 0; i < j->nparts; i++)
+        if (j->parts[i].pos.next_offset >= 0)
+            j->parts[n++] = j->parts[i];
+    if (j->r == TARGET_OK)
+        j->r = target_save_positions(j->tgt, j->parts, n, j->err, sizeof j->err);
+    if (j->r == TARGET_OK)
+        j->r = target_commit(j->tgt, j->err, sizeof j->err);
+    if (j->r != TARGET_OK)
+        target_rollback(j->tgt);
+done:
+    j->ms = now_ms() - t0;
+    return NULL;
+}
+
+static void destroy_tables(table_batch *tables, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        batch_destroy(tables[i].b);
+}
+
+static void destroy_msgs(rd_kafka_message_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
+/* Keep only the messages of partitions marked pending. */
+static void keep_pending_msgs(applier *a)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < a->nmsgs; i++) {
+        rd_kafka_message_t *m = a->msgs[i];
+        part_state *p = find_part(a, rd_kafka_topic_name(m->rkt), m->partition);
+        if (p && p->pending)
+            a->msgs[k++] = m;
+        else
+            rd_kafka_message_destroy(m);
+    }
+    a->nmsgs = k;
+}
+
+/*
+ * Wait for the batch in flight and take its outcome: committed partitions
+ * get their new positions (and Kafka's informational commit); anything else
+ * drops the batch being built and re-reads every partition. Events of a
+ * writer whose rows the target rejected are retried one by one if
+ * `events_ok`, else (inside a rebalance callback) read again like the rest.
+ * Returns false if the daemon must stop.
+ */
+static bool land(applier *a, bool events_ok)
+{
+    flight *f = &a->fl;
+    if (!f->active)
+        return true;
+    f->active = false;
+    int64_t busy = 0;
+    for (int g = 0; g < a->nwriters; g++) {
+        write_job *j = &f->jobs[g];
+        if (j->threaded)
+            pthread_join(j->thread, NULL);
+        busy = j->ms > busy ? j->ms : busy;
+    }
+    a->stat_db_ms += busy;
+
+    bool failed = false, committed = false;
+    const write_job *rejected = NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    for (int g = 0; g < a->nwriters; g++) {
+        write_job *j = &f->jobs[g];
+        if (j->nparts == 0)
+            continue;
+        if (j->r == TARGET_OK && !j->moved) {
+            committed = true;
+            for (size_t i = 0; i < a->nparts; i++) {
+                part_state *p = &a->parts[i];
+                if (!p->flying || p->group != g)
+                    continue;
+                p->stored = p->flight;
+                p->flying = false;
+                a->stat_events += p->flight_events;
+                if (p->stored.next_offset >= 0)
+                    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+                        p->stored.next_offset;
+            }
+            continue;
+        }
+        failed = true;
+        if (j->r == TARGET_OK) {
+            for (size_t i = 0; i < j->nparts; i++)
+                if (!j->parts[i].matches)
+                    cdc_warn("%s [%d] was applied by another process; re-reading its position",
+                             j->parts[i].topic, j->parts[i].partition);
+        } else if (j->r == TARGET_RETRY) {
+            target_problem(a, j->err);
+            target_disconnect(j->tgt);
+        } else if (!rejected) {
+            rejected = j;
+        }
+    }
+    a->stat_batches += committed;
+    /* Informational only (lag tools); positions live in the target. */
+    if (l->cnt > 0)
+        rd_kafka_commit(a->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+    destroy_tables(f->tables, f->ntables);
+    f->ntables = 0;
+    if (!failed) {
+        destroy_msgs(f->msgs, f->nmsgs);
+        f->nmsgs = 0;
+        return true;
+    }
+    drop_batch(a);
+    a->need_resync = true;
+    char why[2400] = "";
+    if (rejected && events_ok) {
+        snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?",
+                 rejected->err);
+        for (size_t i = 0; i < a->nparts; i++) {
+            part_state *p = &a->parts[i];
+            p->pending = p->flying && f->jobs[p->group].r == TARGET_REJECT;
+        }
+        /* The flight's messages become the batch, for the event-by-event path. */
+        rd_kafka_message_t **m = a->msgs;
+        a->msgs = f->msgs;
+        a->nmsgs = f->nmsgs;
+        f->msgs = m;
+        f->nmsgs = 0;
+        keep_pending_msgs(a);
+    } else {
+        destroy_msgs(f->msgs, f->nmsgs);
+        f->nmsgs = 0;
+    }
+    for (size_t i = 0; i < a->nparts; i++)
+        a->parts[i].flying = false;
+    if (!why[0])
+        return true;
+    cdc_info("the target rejected a batch (%s); retrying event by event", why);
+    return apply_one_by_one(a);
+}
+
+/*
+ * Land the batch in flight, then send the current one. Returns false if the
+ * daemon must stop.
+ */
 static bool flush_batch(applier *a)
 {
+    if (!land(a, true))
+        return false;
     bool any = false;
     for (size_t i = 0; i < a->nparts; i++)
         any |= a->parts[i].pending;
-    if (!any) {
+    if (!any || a->need_resync) {
         drop_batch(a);
         return true;
     }
-    target_status r = target_begin(a->tgt, a->err, sizeof a->err);
-    bool ok = true;
-    if (r == TARGET_OK)
-        r = check_positions(a, &ok);
-    if (r == TARGET_OK && !ok) {
-        target_rollback(a->tgt);
-        drop_batch(a);
-        a->need_resync = true;
-        return true;
+    flight *f = &a->fl;
+    for (int g = 0; g < a->nwriters; g++) {
+        write_job *j = &f->jobs[g];
+        target_part *parts = j->parts;
+        const table_batch **tables = j->tables;
+        memset(j, 0, sizeof *j);
+        j->tgt = a->writers[g];
+        j->parts = cdc_xrealloc(parts, (a->nparts + 1) * sizeof *j->parts);
+        j->tables = cdc_xrealloc(tables, (a->ntables + 1) * sizeof *j->tables);
     }
-    const char *table = NULL;
-    int64_t t0 = now_ms();
-    for (size_t i = 0; i < a->ntables && r == TARGET_OK; i++) {
-        table_batch *tb = &a->tables[i];
-        table = tb->schema->table_name;
-        r = target_prepare_table(a->tgt, tb->schema, a->err, sizeof a->err);
-        if (r == TARGET_OK)
-            r = target_apply_batch(a->tgt, tb->schema, tb->b, a->err, sizeof a->err);
+    for (size_t i = 0; i < a->nparts; i++) {
+        part_state *p = &a->parts[i];
+        if (!p->pending)
+            continue;
+        write_job *j = &f->jobs[p->group];
+        j->parts[j->nparts++] = (target_part){.topic = p->topic,
+                                              .partition = p->partition,
+                                              .expected_next = p->stored.next_offset,
+                                              .pos = p->next};
+        p->flying = true;
+        p->flight = p->next;
+        p->flight_events = p->events;
+        p->pending = false;
+        p->events = 0;
     }
-    if (r == TARGET_OK)
-        r = save_positions(a);
-    if (r == TARGET_OK)
-        r = target_commit(a->tgt, a->err, sizeof a->err);
-    if (r == TARGET_OK) {
-        a->stat_db_ms += now_ms() - t0;
-        a->stat_events += a->events;
-        a->stat_batches++;
-        cdc_debug("applied %zu events", a->events);
-        positions_committed(a);
-        drop_batch(a);
-        return true;
+    /* The batch's tables and messages move to the flight. */
+    table_batch *tables = f->tables;
+    f->tables = a->tables;
+    f->ntables = a->ntables;
+    a->tables = tables;
+    a->ntables = 0;
+    rd_kafka_message_t **msgs = f->msgs;
+    f->msgs = a->msgs;
+    f->nmsgs = a->nmsgs;
+    a->msgs = msgs;
+    a->nmsgs = 0;
+    cdc_debug("writing %zu events", a->events);
+    a->events = 0;
+    for (size_t i = 0; i < f->ntables; i++) {
+        write_job *j = &f->jobs[f->tables[i].group];
+        j->tables[j->ntables++] = &f->tables[i];
     }
-    if (r == TARGET_RETRY) {
-        handle_retry(a);
-        return true;
+    f->active = true;
+    for (int g = 0; g < a->nwriters; g++) {
+        write_job *j = &f->jobs[g];
+        if (j->nparts == 0)
+            continue;
+        qsort(j->tables, j->ntables, sizeof *j->tables, table_order);
+        j->threaded = pthread_create(&j->thread, NULL, write_group, j) == 0;
+        if (!j->threaded)
+            write_group(j); /* no thread to be had: write it here */
     }
-    target_rollback(a->tgt);
-    cdc_info("the target rejected a batch (%s: %s); retrying event by event", table ? table : "?",
-             a->err);
-    return apply_one_by_one(a);
+    return true;
+}
+
+/* Send the current batch and wait for it. */
+static bool flush_now(applier *a)
+{
+    return flush_batch(a) && land(a, true);
 }
 
 /*
@@ -758,7 +1004,7 @@ static void pause_part(applier *a, part_state *p, bool pause)
 static bool handle_truncate(applier *a, part_state *p, const cdc_table_schema *s,
                             rd_kafka_message_t *m)
 {
-    if (!flush_batch(a) || a->need_resync)
+    if (!flush_now(a) || a->need_resync)
         return !a->exit_status;
     int n = topic_partitions(a, p->topic);
     if (n <= 0) {
@@ -809,6 +1055,8 @@ static void check_waiting(applier *a)
         part_state *p = &a->parts[i];
         if (!p->waiting)
             continue;
+        if (a->fl.active && (!land(a, true) || a->need_resync))
+            return;
         target_pos pos;
         if (target_position(a->tgt, p->topic, p->partition, &pos, a->err, sizeof a->err) !=
             TARGET_OK)
@@ -825,6 +1073,14 @@ static void check_waiting(applier *a)
 static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char *why)
 {
     /* The event-by-event path keeps the order and decides about it. */
+    if (!land(a, true)) {
+        rd_kafka_message_destroy(m);
+        return false;
+    }
+    if (a->need_resync) {
+        rd_kafka_message_destroy(m);
+        return true;
+    }
     a->msgs[a->nmsgs++] = m;
     cdc_warn("cannot decode %s [%d] offset %lld: %s", p->topic, p->partition, (long long)m->offset,
              why);
@@ -843,7 +1099,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     }
     if (!p->pending) {
         p->pending = true;
-        p->next = p->stored;
+        p->next = p->flying ? p->flight : p->stored;
     }
     if (!m->payload) { /* tombstone: nothing to apply */
         p->next.next_offset = m->offset + 1;
@@ -866,7 +1122,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     }
     table_batch *tb = NULL;
     for (size_t i = 0; i < a->ntables; i++)
-        if (same_table(a->tables[i].schema, s))
+        if (a->tables[i].group == p->group && same_table(a->tables[i].schema, s))
             tb = &a->tables[i];
     if (tb && tb->schema != s && has_new_columns(tb->schema, s)) {
         /* A newer table version: write what we have with the old one first. */
@@ -877,13 +1133,14 @@ static bool process(applier *a, rd_kafka_message_t *m)
             return true;
         }
         p->pending = true;
-        p->next = p->stored;
+        p->next = p->flying ? p->flight : p->stored;
         tb = NULL;
     }
     if (!tb) {
         a->tables = cdc_xrealloc(a->tables, (a->ntables + 1) * sizeof *a->tables);
         tb = &a->tables[a->ntables++];
         tb->schema = s;
+        tb->group = p->group;
         tb->b = batch_new(s);
     }
     if (batch_add(tb->b, s, &a->ev, derr, sizeof derr) != 0)
@@ -893,6 +1150,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     p->next.ordinal = a->ev.ordinal;
     a->msgs[a->nmsgs++] = m;
     a->events++;
+    p->events++;
     return true;
 }
 
@@ -973,9 +1231,15 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     a.stop = stop;
     a.reg = cdc_registry_new();
     cdc_event_init(&a.ev);
-    a.tgt = target_new(cfg->target_conninfo, cfg->state_schema, cfg->group_id, cfg->auto_create,
-                       cfg->auto_evolve);
+    a.nwriters = cfg->target_connections > 0 ? cfg->target_connections : 1;
+    a.writers = cdc_xcalloc((size_t)a.nwriters, sizeof *a.writers);
+    for (int w = 0; w < a.nwriters; w++)
+        a.writers[w] = target_new(cfg->target_conninfo, cfg->state_schema, cfg->group_id,
+                                  cfg->auto_create, cfg->auto_evolve);
+    a.tgt = a.writers[0];
+    a.fl.jobs = cdc_xcalloc((size_t)a.nwriters, sizeof *a.fl.jobs);
     a.msgs = cdc_xcalloc((size_t)cfg->batch_max_events + 2, sizeof *a.msgs);
+    a.fl.msgs = cdc_xcalloc((size_t)cfg->batch_max_events + 2, sizeof *a.fl.msgs);
     cdc_buf b;
     cdc_buf_init(&b);
     cdc_topic_schemas(&b, cfg->topic_prefix);
@@ -985,8 +1249,8 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     a.bootstrap_topic = (char *)b.data;
     char conninfo[1024];
     cdc_redact_conninfo(cfg->target_conninfo, conninfo, sizeof conninfo);
-    cdc_info("starting: target %s, group %s, topics %s.*, errors.tolerance=%s", conninfo,
-             cfg->group_id, cfg->topic_prefix, cfg->errors_tolerance);
+    cdc_info("starting: target %s (%d connections), group %s, topics %s.*, errors.tolerance=%s",
+             conninfo, a.nwriters, cfg->group_id, cfg->topic_prefix, cfg->errors_tolerance);
 
     if (ensure_target(&a))
         a.rk = make_consumer(&a, a.err, sizeof a.err);
@@ -1005,7 +1269,9 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                                          sizeof a.err) < 0)
         cdc_debug("schemas not read ahead: %s", a.err);
     while (a.rk && !*stop && !a.exit_status) {
-        if (!ensure_target(&a))
+        /* (The writers' connections are checked when no batch is in flight;
+         * one lost meanwhile shows in the flight's outcome.) */
+        if (!a.fl.active && !ensure_target(&a))
             break;
         if (a.need_resync && !resync(&a))
             continue;
@@ -1068,6 +1334,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         }
     }
 
+    land(&a, false); /* a batch in flight is finished, the one being built abandoned */
     drop_batch(&a);
     if (a.rk) {
         rd_kafka_consumer_close(a.rk);
@@ -1082,6 +1349,13 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     free(a.tparts);
     free(a.tables);
     free(a.msgs);
+    free(a.fl.msgs);
+    free(a.fl.tables);
+    for (int w = 0; w < a.nwriters; w++) {
+        free(a.fl.jobs[w].parts);
+        free(a.fl.jobs[w].tables);
+    }
+    free(a.fl.jobs);
     for (size_t i = 0; i < a.nschemas; i++)
         cdc_table_schema_free(a.schemas[i].s);
     free(a.schemas);
@@ -1089,7 +1363,9 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     free(a.bootstrap_topic);
     cdc_event_free(&a.ev);
     cdc_registry_destroy(a.reg);
-    target_destroy(a.tgt);
+    for (int w = 0; w < a.nwriters; w++)
+        target_destroy(a.writers[w]);
+    free(a.writers);
     cdc_info("stopped");
     return a.exit_status;
 }

@@ -16,6 +16,7 @@ typedef struct apply_config {
     char *group_id;
     int batch_max_events;
     int batch_max_ms;
+    int target_connections;
     int stats_interval_ms;
     char *errors_tolerance; /* none | all */
     char *dlq_topic;        /* empty = {prefix}.dlq */

@@ -219,6 +219,39 @@ Test(apply, mixed_workload_converges_with_types_kept)
     stop_clean(&app, "cdc-apply");
 }
 
+/*
+ * target.connections: the batches are written over that many connections
+ * (partitions spread over them), and a restart with another number resumes
+ * from the same recorded positions.
+ */
+Test(apply, batches_are_written_over_the_configured_connections)
+{
+    th_sql(src, "CREATE TABLE pay (id int PRIMARY KEY, amount numeric(18,2), memo text)");
+    start_pipeline((const char *const[]){"target.connections=3", "batch.max.events=500", NULL});
+    th_sql(src, "INSERT INTO pay SELECT g, g * 0.25, 'm' || g FROM generate_series(1, 3000) g");
+    th_sql(src, "UPDATE pay SET amount = -amount WHERE id %% 3 = 0");
+    th_sql(src, "DELETE FROM pay WHERE id %% 7 = 0");
+    const char *const tables[] = {"pay", NULL};
+    converge(tables, CONVERGE_MS);
+    const char *conns = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name = 'cdc-apply'";
+    cr_assert_eq(sql_long(dst, "%s", conns), 3, "cdc-apply should hold 3 target connections");
+    /* Every partition of the topic got events and a recorded position. */
+    char topic[256];
+    th_topic("public", "pay", topic, sizeof topic);
+    long parts = sql_long(dst, "SELECT count(*) FROM cdc.apply_positions WHERE topic = '%s'", topic);
+    cr_assert_geq(parts, 3, "only %ld partitions recorded: the writers were not all used", parts);
+    stop_clean(&app, "cdc-apply");
+
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply2.log",
+                   (const char *const[]){"target.connections=1", NULL});
+    th_sql(src, "UPDATE pay SET memo = 'one connection' WHERE id %% 2 = 0");
+    th_sql(src, "INSERT INTO pay SELECT g, g, 'late' FROM generate_series(3001, 3500) g");
+    converge(tables, CONVERGE_MS);
+    cr_assert_eq(sql_long(dst, "%s", conns), 1);
+    stop_clean(&app, "cdc-apply");
+}
+
 /* Names that need quoting everywhere: schema, table, columns, a key column. */
 Test(apply, hostile_identifiers_keep_their_true_names)
 {

@@ -260,6 +260,53 @@ Test(apply_faults, apply_killed_repeatedly_converges_without_double_apply)
     stop_clean(&app, "cdc-apply");
 }
 
+/* ---- 7b. one of cdc-apply's target connections lost --------------------- */
+
+/* cdc-apply's connections to the target database. */
+static long apply_connections(void)
+{
+    return try_long(dst, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name = 'cdc-apply'");
+}
+
+/*
+ * With two writers, a batch is two transactions: the one whose connection
+ * is killed rolls back while the other commits. Its partitions must be read
+ * again from their recorded positions, the other's must not.
+ */
+Test(apply_faults, one_writer_connection_killed_repeatedly_converges_without_double_apply)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    start_apply(&app, "apply.log",
+                (const char *const[]){"batch.max.events=200", "batch.max.ms=100",
+                                      "target.connections=2", NULL});
+    workload w;
+    work_start(&w);
+    long progress = wait_progress(0, 60000, "first start");
+    cr_assert_eq(apply_connections(), 2, "cdc-apply should write over 2 connections");
+    unsigned seed = 5;
+    int killed = 0;
+    for (int k = 0; k < 6; k++) {
+        usleep((useconds_t)(100 + rand_r(&seed) % 600) * 1000);
+        /* One of the two, whichever the server lists first at random. */
+        killed += (int)try_long(dst, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) "
+                                     "FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND application_name = 'cdc-apply' "
+                                     "ORDER BY random() LIMIT 1) t");
+        progress = wait_progress(progress, 60000, "after a lost connection");
+    }
+    work_stop(&w);
+    cr_assert_geq(killed, 5, "connections were not killed (%d)", killed);
+    th_assert_converge_alive(&pg, "src", "dst", TABLES, CONVERGE_MS, &app);
+    assert_no_double_apply();
+    cr_assert(th_wait_log(log_path("apply.log"), "target unavailable", 1000),
+              "a lost connection must be logged");
+    cr_assert(th_wait_log(log_path("apply.log"), "target connection restored", 1000),
+              "the reconnect must be logged");
+    cr_assert_eq(apply_connections(), 2, "both connections must be back");
+    stop_clean(&app, "cdc-apply");
+}
+
 /* ---- 8. kill -9 of cdc-capture ----------------------------------------- */
 
 Test(apply_faults, capture_killed_repeatedly_converges_without_double_apply)
