@@ -278,7 +278,12 @@ static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
     p->used = true;
     p->topic = cdc_xstrdup(tp->topic);
     p->partition = tp->partition;
-    p->group = tp->partition % a->nwriters;
+    /* Topic and partition both pick the writer: tables whose topics have a
+     * single partition are spread over the writers too. */
+    uint32_t h = 2166136261u;
+    for (const char *c = p->topic; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    p->group = (int)((h + (uint32_t)tp->partition) % (uint32_t)a->nwriters);
     p->stored.next_offset = -1;
     /* Positions come from the target; wait for it if it is down. */
     while (!*a->stop) {
@@ -579,12 +584,13 @@ static target_status guarded(applier *a, const char *name, const char **error, t
  * on decoding the next one meanwhile (the batch "in flight"); the next
  * flush, and every other use of the target, first waits for it to land.
  *
- * Partition p belongs to writer p % target.connections; each writer's
- * transaction holds the rows and the positions of its own partitions only,
- * so every partition still moves atomically with its rows, and the writers
- * commit independently. Keys map to partitions, so the writers touch
- * different rows. Each writer prepares and writes its tables in name order:
- * the DDL locks of a new table or column are taken in one order by all.
+ * Each topic-partition belongs to one writer (part_state.group); each
+ * writer's transaction holds the rows and the positions of its own
+ * partitions only, so every partition still moves atomically with its rows,
+ * and the writers commit independently. Keys map to partitions, so the
+ * writers touch different rows. What a batch lacks in the target (tables,
+ * enum types, columns) is created on the first connection before the
+ * writers start; each writer then writes its tables in name order.
  *
  * The batch being built starts from the positions the flight will record.
  * If the flight does not commit whole, that batch is dropped and every
@@ -751,9 +757,14 @@ static bool land(applier *a, bool events_ok)
     drop_batch(a);
     a->need_resync = true;
     char why[2400] = "";
-    if (rejected && events_ok) {
+    if (rejected)
         snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?",
                  rejected->err);
+    if (rejected && !events_ok) {
+        cdc_info("the target rejected a batch (%s); its events are read again", why);
+        why[0] = '\0';
+    }
+    if (why[0]) {
         for (size_t i = 0; i < a->nparts; i++) {
             part_state *p = &a->parts[i];
             p->pending = p->flying && f->jobs[p->group].r == TARGET_REJECT;
@@ -778,6 +789,36 @@ static bool land(applier *a, bool events_ok)
 }
 
 /*
+ * Tables, columns and enum types the batch lacks in the target are made on
+ * the first connection, committed, before the writers start: two writers
+ * creating one enum type for two tables would otherwise collide. Best
+ * effort: on failure the writers meet the same problem and report it for
+ * the events concerned.
+ */
+static void prepare_tables(applier *a)
+{
+    const table_batch **todo = cdc_xcalloc(a->ntables + 1, sizeof *todo);
+    size_t n = 0;
+    for (size_t i = 0; i < a->ntables; i++)
+        if (!target_table_ready(a->tgt, a->tables[i].schema))
+            todo[n++] = &a->tables[i];
+    if (n > 0) {
+        qsort(todo, n, sizeof *todo, table_order);
+        char err[2048];
+        target_status r = target_begin(a->tgt, err, sizeof err);
+        for (size_t i = 0; i < n && r == TARGET_OK; i++)
+            r = target_prepare_table(a->tgt, todo[i]->schema, err, sizeof err);
+        if (r == TARGET_OK)
+            r = target_commit(a->tgt, err, sizeof err);
+        if (r != TARGET_OK) {
+            target_rollback(a->tgt);
+            cdc_debug("preparing tables ahead: %s", err);
+        }
+    }
+    free(todo);
+}
+
+/*
  * Land the batch in flight, then send the current one. Returns false if the
  * daemon must stop.
  */
@@ -792,6 +833,8 @@ static bool flush_batch(applier *a)
         drop_batch(a);
         return true;
     }
+    if (a->nwriters > 1)
+        prepare_tables(a);
     flight *f = &a->fl;
     for (int g = 0; g < a->nwriters; g++) {
         write_job *j = &f->jobs[g];
@@ -1126,8 +1169,10 @@ static bool process(applier *a, rd_kafka_message_t *m)
             tb = &a->tables[i];
     if (tb && tb->schema != s && has_new_columns(tb->schema, s)) {
         /* A newer table version: write what we have with the old one first. */
-        if (!flush_batch(a))
+        if (!flush_batch(a)) {
+            rd_kafka_message_destroy(m);
             return false;
+        }
         if (a->need_resync) {
             rd_kafka_message_destroy(m);
             return true;

@@ -21,8 +21,8 @@ static const cdc_cfg_key apply_keys[] = {
     {"batch.max.ms", CDC_CFG_INT, K(batch_max_ms), false, "500", 1, 600000, NULL,
      "longest time a batch collects events before it is applied"},
     {"target.connections", CDC_CFG_INT, K(target_connections), false, "2", 1, 64, NULL,
-     "connections writing batches in parallel; each owns the partitions whose number modulo "
-     "this is its index, so their transactions touch different keys"},
+     "connections writing batches in parallel; each topic-partition is written by one of "
+     "them, so their transactions touch different keys"},
     {"errors.tolerance", CDC_CFG_ENUM, K(errors_tolerance), false, "none", 0, 0, "none|all",
      "none: stop at a row the target rejects; all: send it to the DLQ topic and go on"},
     {"dlq.topic", CDC_CFG_STR, K(dlq_topic), false, "", 0, 0, NULL,

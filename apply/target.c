@@ -428,6 +428,11 @@ static bool is_ready(const target *t, const cdc_table_schema *s)
     return false;
 }
 
+bool target_table_ready(const target *t, const cdc_table_schema *s)
+{
+    return is_ready(t, s);
+}
+
 static void mark_ready(target *t, const cdc_table_schema *s)
 {
     if (t->nready == t->capready) {

@@ -79,6 +79,8 @@ target_status target_check_positions(target *t, target_part *parts, size_t n, ch
 target_status target_save_positions(target *t, const target_part *parts, size_t n, char *errstr,
                                     size_t errstr_size);
 
+/* True if the table of `s` is known to exist with all its columns on this connection. */
+bool target_table_ready(const target *t, const cdc_table_schema *s);
 /* Make sure the table of `s` exists with all its columns (auto.create/evolve). */
 target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
                                    size_t errstr_size);

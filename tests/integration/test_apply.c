@@ -252,6 +252,30 @@ Test(apply, batches_are_written_over_the_configured_connections)
     stop_clean(&app, "cdc-apply");
 }
 
+/*
+ * Six new tables sharing one new enum type, one row each, in one batch: the
+ * rows land on different writers, and the type must be created once, not
+ * by two writers at the same time (the loser would fail on a duplicate
+ * pg_type row and send the batch down the event-by-event path).
+ */
+Test(apply, new_tables_sharing_a_new_enum_type_are_created_once)
+{
+    th_sql(src, "CREATE TYPE state AS ENUM ('open', 'settled', 'void')");
+    for (int i = 1; i <= 6; i++)
+        th_sql(src, "CREATE TABLE e%d (id int PRIMARY KEY, s state NOT NULL)", i);
+    start_pipeline((const char *const[]){"target.connections=2", NULL});
+    th_sql(src, "BEGIN; INSERT INTO e1 VALUES (1, 'open'); INSERT INTO e2 VALUES (2, 'settled');"
+                "INSERT INTO e3 VALUES (3, 'void'); INSERT INTO e4 VALUES (4, 'open');"
+                "INSERT INTO e5 VALUES (5, 'settled'); INSERT INTO e6 VALUES (6, 'void'); COMMIT");
+    converge((const char *const[]){"e1", "e2", "e3", "e4", "e5", "e6", NULL}, CONVERGE_MS);
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(!th_wait_log(path, "rejected a batch", 100),
+              "creating the tables collided between the writers");
+    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM pg_type WHERE typname = 'state'"), 1);
+    stop_clean(&app, "cdc-apply");
+}
+
 /* Names that need quoting everywhere: schema, table, columns, a key column. */
 Test(apply, hostile_identifiers_keep_their_true_names)
 {
