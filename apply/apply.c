@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -53,7 +54,7 @@ typedef struct part_state {
     bool flying;       /* in the batch being written */
     target_pos flight; /* position after the batch being written */
     size_t flight_events;
-    bool waiting;      /* paused at a truncate other partitions have not reached */
+    bool waiting; /* paused at a truncate other partitions have not reached */
     uint64_t wait_lsn;
     int64_t wait_ord;
     bool used;
@@ -70,7 +71,8 @@ typedef struct write_job write_job;
 /* The batch the writers are writing while the next one is decoded. */
 typedef struct flight {
     bool active;
-    write_job *jobs; /* one per writer */
+    atomic_int writing; /* writer threads not finished yet */
+    write_job *jobs;    /* one per writer */
     table_batch *tables;
     size_t ntables;
     rd_kafka_message_t **msgs;
@@ -106,13 +108,15 @@ typedef struct applier {
     char *schemas_topic;
     char *bootstrap_topic; /* capture's state topic: not events */
     flight fl;
-    bool need_resync;      /* re-read positions and seek every partition */
-    int exit_status;       /* set when the daemon must stop with an error */
+    bool need_resync; /* re-read positions and seek every partition */
+    int exit_status;  /* set when the daemon must stop with an error */
     cdc_event ev;
     /* Counters for the periodic progress line. */
     int64_t stat_since;
     uint64_t stat_events, stat_batches, total_events;
     int64_t stat_db_ms;
+    int64_t starved_ms; /* the batch being built waited for events */
+    int64_t last_busy; /* ms the last flight's slowest writer took */
     char err[2048];
     char state_err[2048];
 } applier;
@@ -231,6 +235,22 @@ static void drop_batch(applier *a)
     }
 }
 
+/*
+ * Pause or resume one partition. Only a partition paused at a truncate is
+ * ever resumed: each pause or resume makes librdkafka drop what it has
+ * fetched for the partition and any offset lookup under way.
+ */
+static void pause_part(applier *a, part_state *p, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    if (pause)
+        rd_kafka_pause_partitions(a->rk, l);
+    else
+        rd_kafka_resume_partitions(a->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* Seek one partition to its recorded position (re-read from the target). */
 static bool reposition(applier *a, part_state *p)
 {
@@ -248,8 +268,6 @@ static bool reposition(applier *a, part_state *p)
         cdc_warn("seek %s [%d]: %s", p->topic, p->partition, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
-    if (!p->waiting)
-        rd_kafka_resume_partitions(a->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     return true;
 }
@@ -295,7 +313,21 @@ static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
         target_problem(a, a->err);
         target_disconnect(a->tgt);
     }
-    tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    tp->offset = p->stored.next_offset;
+    if (tp->offset >= 0)
+        return;
+    /*
+     * Never applied: from the start of the partition, looked up here. Given
+     * the logical RD_KAFKA_OFFSET_BEGINNING, librdkafka 2.0 delivered the
+     * first event of a new topic half a second after the assignment; with
+     * the offset it is a few milliseconds.
+     */
+    int64_t low, high;
+    if (rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high, 5000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        tp->offset = low;
+    else
+        tp->offset = RD_KAFKA_OFFSET_BEGINNING;
 }
 
 /*
@@ -334,13 +366,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
             a->need_resync = false;
         }
-        /* librdkafka keeps a partition's pause across a revoke and a new
-         * assignment: one paused at a truncate before a rebalance would
-         * never deliver again. A new assignment starts unpaused. */
-        rd_kafka_resume_partitions(rk, parts);
         return;
     }
     drop_batch(a);
+    /* librdkafka keeps a partition's pause across a revoke and a new
+     * assignment: one paused at a truncate would never deliver again if it
+     * came back. What leaves is resumed first. */
+    for (size_t i = 0; i < a->nparts; i++) {
+        bool leaves = !cooperative;
+        for (int j = 0; j < parts->cnt && !leaves; j++)
+            leaves = parts->elems[j].partition == a->parts[i].partition &&
+                     strcmp(parts->elems[j].topic, a->parts[i].topic) == 0;
+        if (leaves && a->parts[i].waiting)
+            pause_part(a, &a->parts[i], false);
+    }
     if (!cooperative) {
         clear_parts(a);
         rd_kafka_assign(rk, NULL);
@@ -609,6 +648,7 @@ struct write_job {
     char err[2048];
     pthread_t thread;
     bool threaded;
+    atomic_int *writing; /* the flight's count, decreased when done */
 };
 
 static int table_order(const void *x, const void *y)
@@ -654,6 +694,8 @@ static void *write_group(void *arg)
         target_rollback(j->tgt);
 done:
     j->ms = now_ms() - t0;
+    if (j->threaded)
+        atomic_fetch_sub(j->writing, 1);
     return NULL;
 }
 
@@ -706,6 +748,7 @@ static bool land(applier *a, bool events_ok)
         busy = j->ms > busy ? j->ms : busy;
     }
     a->stat_db_ms += busy;
+    a->last_busy = busy;
 
     bool failed = false, committed = false;
     const write_job *rejected = NULL;
@@ -758,8 +801,7 @@ static bool land(applier *a, bool events_ok)
     a->need_resync = true;
     char why[2400] = "";
     if (rejected)
-        snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?",
-                 rejected->err);
+        snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?", rejected->err);
     if (rejected && !events_ok) {
         cdc_info("the target rejected a batch (%s); its events are read again", why);
         why[0] = '\0';
@@ -824,8 +866,10 @@ static void prepare_tables(applier *a)
  */
 static bool flush_batch(applier *a)
 {
+    int64_t t0 = now_ms();
     if (!land(a, true))
         return false;
+    int64_t waited = now_ms() - t0;
     bool any = false;
     for (size_t i = 0; i < a->nparts; i++)
         any |= a->parts[i].pending;
@@ -871,7 +915,10 @@ static bool flush_batch(applier *a)
     f->nmsgs = a->nmsgs;
     a->msgs = msgs;
     a->nmsgs = 0;
-    cdc_debug("writing %zu events", a->events);
+    cdc_debug("writing %zu events (waited %lld ms for messages, %lld ms for the previous batch, "
+              "written in %lld ms)",
+              a->events, (long long)a->starved_ms, (long long)waited, (long long)a->last_busy);
+    a->starved_ms = 0;
     a->events = 0;
     for (size_t i = 0; i < f->ntables; i++) {
         write_job *j = &f->jobs[f->tables[i].group];
@@ -883,9 +930,14 @@ static bool flush_batch(applier *a)
         if (j->nparts == 0)
             continue;
         qsort(j->tables, j->ntables, sizeof *j->tables, table_order);
-        j->threaded = pthread_create(&j->thread, NULL, write_group, j) == 0;
-        if (!j->threaded)
+        j->writing = &f->writing;
+        j->threaded = true;
+        atomic_fetch_add(&f->writing, 1);
+        if (pthread_create(&j->thread, NULL, write_group, j) != 0) {
+            atomic_fetch_sub(&f->writing, 1);
+            j->threaded = false;
             write_group(j); /* no thread to be had: write it here */
+        }
     }
     return true;
 }
@@ -1029,17 +1081,6 @@ static int topic_partitions(applier *a, const char *topic)
     return n;
 }
 
-static void pause_part(applier *a, part_state *p, bool pause)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
-    if (pause)
-        rd_kafka_pause_partitions(a->rk, l);
-    else
-        rd_kafka_resume_partitions(a->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 /*
  * A truncate is a barrier: it is applied once every partition of the topic
  * has reached it, so no older row from a slower partition lands after it.
@@ -1105,8 +1146,10 @@ static void check_waiting(applier *a)
             TARGET_OK)
             return;
         if (pos_cmp(pos.commit_lsn, pos.ordinal, p->wait_lsn, p->wait_ord) >= 0) {
+            if (!reposition(a, p))
+                return; /* still paused and waiting: tried again next time */
             p->waiting = false;
-            reposition(a, p);
+            pause_part(a, p, false);
         }
     }
 }
@@ -1215,15 +1258,15 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         /*
          * Prefetch. librdkafka stops fetching when its queue holds
          * queued.min.messages (default 100,000, counted over all partitions
-         * of this consumer) and looks again only when its broker thread next
-         * wakes up, up to a second later. At cdc-apply's rate the default
-         * queue lasts about half a second, so a catch-up stalled about half
-         * of every second. Memory stays bounded by queued.max.messages.kbytes,
-         * which binds first for events over ~70 bytes: 32 MiB measured as
-         * fast as librdkafka's 64 MiB default, with ~110 MiB less peak RSS.
+         * of this consumer) or queued.max.messages.kbytes (64 MiB by
+         * default, which bounds the memory) and looks again only when its
+         * broker thread next wakes up, up to a second later: the queue must
+         * hold a second of events or a catch-up stalls. At ~450,000 events/s
+         * 100,000 events lasted a fifth of a second and 32 MiB half a second
+         * (a 2,000,000-row load took 8.5 s instead of 7.4 s).
          */
         {"queued.min.messages", "500000"},
-        {"queued.max.messages.kbytes", "32768"},
+        {"queued.max.messages.kbytes", "65536"},
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
@@ -1272,6 +1315,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
 {
     applier a;
     memset(&a, 0, sizeof a);
+    atomic_init(&a.fl.writing, 0);
     a.cfg = cfg;
     a.stop = stop;
     a.reg = cdc_registry_new();
@@ -1309,9 +1353,9 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
      * read after the assignment. Failing here is harmless: an unknown
      * schema is looked up again when an event needs it.
      */
-    if (a.rk && cdc_registry_load_prefix(a.reg, cdc_kv_get(&cfg->kafka, "bootstrap.servers"),
-                                         &cfg->kafka, cfg->topic_prefix, 10000, a.err,
-                                         sizeof a.err) < 0)
+    if (a.rk &&
+        cdc_registry_load_prefix(a.reg, cdc_kv_get(&cfg->kafka, "bootstrap.servers"), &cfg->kafka,
+                                 cfg->topic_prefix, 10000, a.err, sizeof a.err) < 0)
         cdc_debug("schemas not read ahead: %s", a.err);
     while (a.rk && !*stop && !a.exit_status) {
         /* (The writers' connections are checked when no batch is in flight;
@@ -1337,7 +1381,18 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                 int64_t now = now_ms();
                 if (deadline && now >= deadline)
                     break;
-                m = rd_kafka_consumer_poll(a.rk, deadline ? (int)(deadline - now) : 200);
+                /*
+                 * Nothing more has arrived: if the writers are free the
+                 * batch goes now (a quiet stream is applied within
+                 * milliseconds); while they write it keeps filling, up to
+                 * batch.max.ms, and the writers are looked at every few ms.
+                 */
+                if (deadline && !(a.fl.active && atomic_load(&a.fl.writing) > 0))
+                    break;
+                int wait = deadline ? (int)(deadline - now) : 200;
+                m = rd_kafka_consumer_poll(a.rk, deadline && wait > 5 ? 5 : wait);
+                if (deadline)
+                    a.starved_ms += now_ms() - now;
             }
             if (!m) {
                 if (!deadline)

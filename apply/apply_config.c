@@ -19,7 +19,8 @@ static const cdc_cfg_key apply_keys[] = {
     {"batch.max.events", CDC_CFG_INT, K(batch_max_events), false, "50000", 1, 1000000, NULL,
      "most events applied in one target transaction"},
     {"batch.max.ms", CDC_CFG_INT, K(batch_max_ms), false, "500", 1, 600000, NULL,
-     "longest time a batch collects events before it is applied"},
+     "longest time a batch collects events while the previous one is being written; "
+     "when the writers are free, what has arrived is applied at once"},
     {"target.connections", CDC_CFG_INT, K(target_connections), false, "2", 1, 64, NULL,
      "connections writing batches in parallel; each topic-partition is written by one of "
      "them, so their transactions touch different keys"},

@@ -253,6 +253,27 @@ Test(apply, batches_are_written_over_the_configured_connections)
 }
 
 /*
+ * A quiet stream does not wait for batch.max.ms: with the writers free, what
+ * has arrived is applied at once. batch.max.ms is ten minutes here, so each
+ * step would wait that long if a batch only went out when full or late.
+ */
+Test(apply, a_quiet_stream_is_applied_without_waiting_for_batch_max_ms)
+{
+    th_sql(src, "CREATE TABLE pay (id int PRIMARY KEY, amount numeric(18,2))");
+    start_pipeline((const char *const[]){"batch.max.ms=600000", NULL});
+    const char *const tables[] = {"pay", NULL};
+    th_sql(src, "INSERT INTO pay VALUES (1, 1.00)");
+    converge(tables, CONVERGE_MS);
+    for (int i = 2; i <= 4; i++) {
+        th_sql(src, "UPDATE pay SET amount = amount + 1");
+        th_sql(src, "INSERT INTO pay VALUES (%d, %d.25)", i, i);
+        converge(tables, CONVERGE_MS);
+    }
+    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM pay"), 4);
+    stop_clean(&app, "cdc-apply");
+}
+
+/*
  * Six new tables sharing one new enum type, one row each, in one batch: the
  * rows land on different writers, and the type must be created once, not
  * by two writers at the same time (the loser would fail on a duplicate
