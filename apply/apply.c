@@ -116,7 +116,7 @@ typedef struct applier {
     uint64_t stat_events, stat_batches, total_events;
     int64_t stat_db_ms;
     int64_t starved_ms; /* the batch being built waited for events */
-    int64_t last_busy; /* ms the last flight's slowest writer took */
+    int64_t last_busy;  /* ms the last flight's slowest writer took */
     char err[2048];
     char state_err[2048];
 } applier;
@@ -289,7 +289,7 @@ static bool resync(applier *a)
 }
 
 /* Read a newly assigned partition's position from the target. */
-static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
+static void add_part(applier *a, rd_kafka_topic_partition_t *tp, int64_t lookup_deadline)
 {
     part_state *p = &a->parts[a->nparts++];
     memset(p, 0, sizeof *p);
@@ -320,11 +320,13 @@ static void add_part(applier *a, rd_kafka_topic_partition_t *tp)
      * Never applied: from the start of the partition, looked up here. Given
      * the logical RD_KAFKA_OFFSET_BEGINNING, librdkafka 2.0 delivered the
      * first event of a new topic half a second after the assignment; with
-     * the offset it is a few milliseconds.
+     * the offset it is a few milliseconds. The lookups of one assignment
+     * share a deadline; past it (a leader unreachable) librdkafka looks up
+     * the rest itself.
      */
-    int64_t low, high;
-    if (rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high, 5000) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR)
+    int64_t low, high, left = lookup_deadline - now_ms();
+    if (left > 0 && rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high,
+                                                     (int)left) == RD_KAFKA_RESP_ERR_NO_ERROR)
         tp->offset = low;
     else
         tp->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -353,8 +355,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         a->parts = cdc_xrealloc(a->parts, (a->nparts + (size_t)parts->cnt + 1) * sizeof *a->parts);
         a->tparts =
             cdc_xrealloc(a->tparts, (a->nparts + (size_t)parts->cnt + 1) * sizeof *a->tparts);
+        int64_t lookup_deadline = now_ms() + 2000;
         for (int i = 0; i < parts->cnt; i++)
-            add_part(a, &parts->elems[i]);
+            add_part(a, &parts->elems[i], lookup_deadline);
         cdc_info("assigned %d partitions (%zu in all)", parts->cnt, a->nparts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
