@@ -220,13 +220,23 @@ static bool ensure_target(applier *a)
 
 /* ---- batches ---- */
 
+static void destroy_tables(table_batch *tables, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        batch_destroy(tables[i].b);
+}
+
+static void destroy_msgs(rd_kafka_message_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
 static void drop_batch(applier *a)
 {
-    for (size_t i = 0; i < a->ntables; i++)
-        batch_destroy(a->tables[i].b);
+    destroy_tables(a->tables, a->ntables);
     a->ntables = 0;
-    for (size_t i = 0; i < a->nmsgs; i++)
-        rd_kafka_message_destroy(a->msgs[i]);
+    destroy_msgs(a->msgs, a->nmsgs);
     a->nmsgs = 0;
     a->events = 0;
     for (size_t i = 0; i < a->nparts; i++) {
@@ -702,18 +712,6 @@ done:
     return NULL;
 }
 
-static void destroy_tables(table_batch *tables, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        batch_destroy(tables[i].b);
-}
-
-static void destroy_msgs(rd_kafka_message_t **msgs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        rd_kafka_message_destroy(msgs[i]);
-}
-
 /* Keep only the messages of partitions marked pending. */
 static void keep_pending_msgs(applier *a)
 {
@@ -842,17 +840,17 @@ static bool land(applier *a, bool events_ok)
  */
 static void prepare_tables(applier *a)
 {
-    const table_batch **todo = cdc_xcalloc(a->ntables + 1, sizeof *todo);
+    const table_batch **lacking = cdc_xcalloc(a->ntables + 1, sizeof *lacking);
     size_t n = 0;
     for (size_t i = 0; i < a->ntables; i++)
         if (!target_table_ready(a->tgt, a->tables[i].schema))
-            todo[n++] = &a->tables[i];
+            lacking[n++] = &a->tables[i];
     if (n > 0) {
-        qsort(todo, n, sizeof *todo, table_order);
+        qsort(lacking, n, sizeof *lacking, table_order);
         char err[2048];
         target_status r = target_begin(a->tgt, err, sizeof err);
         for (size_t i = 0; i < n && r == TARGET_OK; i++)
-            r = target_prepare_table(a->tgt, todo[i]->schema, err, sizeof err);
+            r = target_prepare_table(a->tgt, lacking[i]->schema, err, sizeof err);
         if (r == TARGET_OK)
             r = target_commit(a->tgt, err, sizeof err);
         if (r != TARGET_OK) {
@@ -860,7 +858,7 @@ static void prepare_tables(applier *a)
             cdc_debug("preparing tables ahead: %s", err);
         }
     }
-    free(todo);
+    free(lacking);
 }
 
 /*
