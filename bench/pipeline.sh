@@ -2,12 +2,16 @@
 # End-to-end catch-up: cdc-capture + cdc-apply through cdc-devbroker against
 # PostgreSQL's native logical replication, measured in the same run.
 #
-# With both pipelines stopped, loads about 1,000,000 row changes into the
-# source (inserts, then updates of a third of the rows, then deletes of a
-# tenth), with two slots created at the same LSN before the load. Then times
-# (a) a CREATE SUBSCRIPTION in a second database of the same server and
-# (b) cdc-capture + cdc-apply into a third database, each until its target
-# equals the source, and prints rows/s of both, the ratio and peak RSS.
+# With both pipelines stopped, loads about 1,000,000 row changes (inserts,
+# then updates of a third of the rows, then deletes of a tenth) into the
+# source, its slot created just before the load. Then times (a) a CREATE
+# SUBSCRIPTION in a second database of the same server and (b) cdc-capture +
+# cdc-apply into a target database, each until its target equals the source,
+# and prints rows/s of both, the ratio, peak RSS and the CPU time of each
+# path. Each path has its own identical cluster (source + target database,
+# same load): a walsender decodes every record of its cluster's WAL, so in a
+# shared cluster the path timed second would also decode all the WAL the
+# first one's target wrote.
 #
 #   bench/pipeline.sh [--changes N] [--partitions P]
 # --partitions: partitions of the table topic, created up front in
@@ -36,23 +40,35 @@ scripts/deps
 . scripts/lib.sh # after deps: it looks for the PostgreSQL binaries
 bench_prepare
 
+# Two identical clusters, one per pipeline: a walsender reads all of its
+# cluster's WAL, so with one cluster the slot timed second would also decode
+# the WAL the first run's target wrote (hundreds of MB) and take CPU from its
+# own run. Each cluster holds a source and a target, as the issue asks of the
+# native run; the native one is stopped before the cdc run starts.
+PORT2=$(free_port)
+while [ "$PORT2" = "$PORT" ]; do PORT2=$(free_port); done
 pg_start "$WORK/pg" "$PORT" "max_logical_replication_workers = 4"
+pg_start "$WORK/pg2" "$PORT2"
 PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
-for db in bench native pipe; do "$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres $db; done
+PSQL2=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT2" -U postgres)
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres bench
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres native
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT2" -U postgres bench
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT2" -U postgres pipe
 DDL="CREATE TABLE payments (
     id bigint PRIMARY KEY, debit_account int NOT NULL, credit_account int NOT NULL,
     amount numeric(18,2) NOT NULL, currency char(3) NOT NULL,
     created_at timestamptz NOT NULL, memo text);
 CREATE TABLE bench_done (id int PRIMARY KEY);"
-"${PSQL[@]}" -d bench -c "$DDL"
 "${PSQL[@]}" -d native -c "$DDL"
-"${PSQL[@]}" -d bench <<SQL
+echo "loading $TOTAL row changes ($INSERTS inserts, $UPDATES updates, $DELETES deletes) into each cluster..."
+load() { # slot name, then psql command
+    local slot=$1
+    shift
+    "$@" -d bench -c "$DDL"
+    "$@" -d bench <<SQL
 CREATE PUBLICATION cdc FOR TABLE payments, bench_done;
-SELECT 'slot' FROM pg_create_logical_replication_slot('native', 'pgoutput');
-SELECT 'slot' FROM pg_create_logical_replication_slot('cdc_bench', 'pgoutput');
-SQL
-echo "loading $TOTAL row changes ($INSERTS inserts, $UPDATES updates, $DELETES deletes)..."
-"${PSQL[@]}" -d bench <<SQL
+SELECT 'slot' FROM pg_create_logical_replication_slot('$slot', 'pgoutput');
 INSERT INTO payments
 SELECT g, (g * 7) % 10000, (g * 13) % 10000, ((g * 7919) % 10000000) / 100.0, 'EUR',
        timestamptz '2026-01-01' + g * interval '1 second', 'invoice ' || g
@@ -61,17 +77,29 @@ UPDATE payments SET amount = amount + 0.01, memo = memo || ' paid' WHERE id % 3 
 DELETE FROM payments WHERE id % 10 = 0;
 INSERT INTO bench_done VALUES (1);
 SQL
-SRC_SUM=$("${PSQL[@]}" -d bench -Atc "SELECT count(*) || '/' || sum(amount) || '/' || sum(hashtext(memo)) FROM payments")
+}
+load native "${PSQL[@]}"
+load cdc_bench "${PSQL2[@]}"
+SUM_SQL="SELECT count(*) || '/' || coalesce(sum(amount), 0) || '/' || coalesce(sum(hashtext(memo)), 0) FROM payments"
+SRC_SUM=$("${PSQL[@]}" -d bench -Atc "$SUM_SQL")
+[ "$("${PSQL2[@]}" -d bench -Atc "$SUM_SQL")" = "$SRC_SUM" ] || { echo "the two sources differ" >&2; exit 1; }
 
 now() { date +%s.%N; }
-target_sum() {
-    "${PSQL[@]}" -d "$1" -Atc "SELECT count(*) || '/' || coalesce(sum(amount), 0) || '/' || coalesce(sum(hashtext(memo)), 0) FROM payments" 2>/dev/null || true
+target_sum() { # db, then psql command
+    local db=$1
+    shift
+    "$@" -d "$db" -Atc "$SUM_SQL" 2>/dev/null || true
 }
 wait_equal() { # db
     until [ "$("${PSQL[@]}" -d "$1" -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
-          [ "$(target_sum "$1")" = "$SRC_SUM" ]; do
+          [ "$(target_sum "$1" "${PSQL[@]}")" = "$SRC_SUM" ]; do
         sleep 0.2
     done
+}
+fingerprint() { # db, then psql command
+    local db=$1
+    shift
+    "$@" -d "$db" -Atc "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"
 }
 
 # (a) native logical replication
@@ -80,7 +108,18 @@ T0=$(now)
 wait_equal native
 T1=$(now)
 NATIVE_S=$(echo "$T1 - $T0" | bc -l)
+pids_of() { # where, then psql command
+    local where=$1
+    shift
+    "$@" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE $where"
+}
+NATIVE_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'native'" "${PSQL[@]}"))
+NATIVE_WORKER_CPU=$(cpu_s $(pids_of "backend_type = 'logical replication worker'" "${PSQL[@]}"))
 "${PSQL[@]}" -d native -c "ALTER SUBSCRIPTION native DISABLE" -c "ALTER SUBSCRIPTION native SET (slot_name = NONE)" -c "DROP SUBSCRIPTION native"
+# Row-by-row check (not timed), then the native cluster stops.
+SRC_FP=$(fingerprint bench "${PSQL[@]}")
+[ "$(fingerprint native "${PSQL[@]}")" = "$SRC_FP" ] || { echo "native target differs from the source" >&2; exit 1; }
+pg_stop "$WORK/pg"
 
 # (b) cdc-capture + cdc-apply through cdc-devbroker
 devbroker_start build/bin/cdc-devbroker "$WORK/devbroker.log"
@@ -89,18 +128,18 @@ echo "create cdc.public.payments $PARTS" >&9
 # event, it would cost cdc-apply a group rebalance at the very end.
 echo "create cdc.public.bench_done 1" >&9
 T0=$(now)
-build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=bench" \
+build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT2 user=postgres dbname=bench" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s slot.name=cdc_bench -s publication.name=cdc \
     -s log.level=warn 2>"$WORK/capture.log" &
 CAP_PID=$!
 if [ -n "${PHASED:-}" ]; then
     # Diagnostics: drain the slot into Kafka first, then time cdc-apply alone.
-    END_LSN=$("${PSQL[@]}" -d bench -Atc "SELECT pg_current_wal_insert_lsn()")
-    until [ "$("${PSQL[@]}" -d bench -Atc "SELECT confirmed_flush_lsn >= '$END_LSN' FROM pg_replication_slots WHERE slot_name = 'cdc_bench'")" = "t" ]; do sleep 0.1; done
+    END_LSN=$("${PSQL2[@]}" -d bench -Atc "SELECT pg_current_wal_insert_lsn()")
+    until [ "$("${PSQL2[@]}" -d bench -Atc "SELECT confirmed_flush_lsn >= '$END_LSN' FROM pg_replication_slots WHERE slot_name = 'cdc_bench'")" = "t" ]; do sleep 0.1; done
     echo "capture alone: $(echo "$(now) - $T0" | bc -l) s"
     T0=$(now)
 fi
-build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=pipe" \
+build/bin/cdc-apply -s "target.conninfo=host=127.0.0.1 port=$PORT2 user=postgres dbname=pipe" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s kafka.session.timeout.ms=6000 \
     -s log.level=${APPLY_LOG_LEVEL:-warn} ${APPLY_ARGS:-} 2>"$WORK/apply.log" &
 APPLY_PID=$!
@@ -110,17 +149,22 @@ APPLY_PID=$!
 # test, while the native run polls nothing but bench_done, which arrives
 # last), then the target is checked against the source.
 applied() {
-    "${PSQL[@]}" -d pipe -Atc "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'" 2>/dev/null || echo 0
+    "${PSQL2[@]}" -d pipe -Atc "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'" 2>/dev/null || echo 0
 }
 until [ "$(applied)" -ge $((TOTAL + DELETES)) ] && # deletes add a tombstone each
-      [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
-      [ "$(target_sum pipe)" = "$SRC_SUM" ]; do
+      [ "$("${PSQL2[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
+      [ "$(target_sum pipe "${PSQL2[@]}")" = "$SRC_SUM" ]; do
     for p in $CAP_PID $APPLY_PID; do
         kill -0 "$p" 2>/dev/null || { echo "a daemon exited:" >&2; cat "$WORK/capture.log" "$WORK/apply.log" >&2; exit 1; }
     done
     sleep 0.2
 done
 T1=$(now)
+CDC_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'cdc-capture'" "${PSQL2[@]}"))
+CAPTURE_CPU=$(cpu_s "$CAP_PID")
+BROKER_CPU=$(cpu_s "$DEVBROKER_PID")
+APPLY_CPU=$(cpu_s "$APPLY_PID")
+APPLY_BACKENDS_CPU=$(cpu_s $(pids_of "application_name = 'cdc-apply'" "${PSQL2[@]}"))
 CAP_RSS=$(peak_rss_mib "$CAP_PID")
 APPLY_RSS=$(peak_rss_mib "$APPLY_PID")
 PIPE_S=$(echo "$T1 - $T0" | bc -l)
@@ -128,14 +172,25 @@ kill -TERM "$CAP_PID" "$APPLY_PID"
 wait "$CAP_PID" "$APPLY_PID" || true
 CAP_PID= APPLY_PID=
 
-# Row-by-row check of both targets against the source (not timed).
-fingerprint() { "${PSQL[@]}" -d "$1" -Atc "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"; }
-SRC_FP=$(fingerprint bench)
-[ "$(fingerprint native)" = "$SRC_FP" ] || { echo "native target differs from the source" >&2; exit 1; }
-[ "$(fingerprint pipe)" = "$SRC_FP" ] || { echo "cdc target differs from the source" >&2; exit 1; }
+[ "$(fingerprint bench "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "the two sources differ" >&2; exit 1; }
+[ "$(fingerprint pipe "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "cdc target differs from the source" >&2; exit 1; }
 
 printf '\nrow changes: %d (both targets equal to the source, row by row)\n' "$TOTAL"
 printf '%-34s %8.2f s %10.0f rows/s\n' "native logical replication" "$NATIVE_S" "$(echo "$TOTAL / $NATIVE_S" | bc -l)"
 printf '%-34s %8.2f s %10.0f rows/s   peak RSS capture %s MiB, apply %s MiB\n' \
     "cdc-capture + cdc-apply (devbroker)" "$PIPE_S" "$(echo "$TOTAL / $PIPE_S" | bc -l)" "$CAP_RSS" "$APPLY_RSS"
 printf 'ratio cdc / native: %.2f (target >= 1.0)\n' "$(echo "$NATIVE_S / $PIPE_S" | bc -l)"
+# CPU of each path (a walsender also decodes its target's WAL: one cluster).
+# On a machine with few cores the ratio above follows these sums.
+cpu_line() { # label total parts...
+    local label=$1 total=$2
+    shift 2
+    printf '%-34s %8.2f s %10.2f us per change   (%s)\n' "$label" "$total" \
+        "$(echo "$total * 1000000 / $TOTAL" | bc -l)" "$*"
+}
+printf '\nCPU time (user + system):\n'
+cpu_line "native logical replication" "$(echo "$NATIVE_WALSENDER_CPU + $NATIVE_WORKER_CPU" | bc -l)" \
+    "walsender $NATIVE_WALSENDER_CPU s, apply worker $NATIVE_WORKER_CPU s"
+cpu_line "cdc-capture + cdc-apply (devbroker)" \
+    "$(echo "$CDC_WALSENDER_CPU + $CAPTURE_CPU + $BROKER_CPU + $APPLY_CPU + $APPLY_BACKENDS_CPU" | bc -l)" \
+    "walsender $CDC_WALSENDER_CPU s, cdc-capture $CAPTURE_CPU s, cdc-devbroker $BROKER_CPU s, cdc-apply $APPLY_CPU s, its target backends $APPLY_BACKENDS_CPU s"

@@ -56,6 +56,16 @@ peak_rss_mib() {
     awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
 }
 
+# CPU seconds (user + system, all threads) used so far by running processes;
+# one that has exited counts nothing.
+cpu_s() {
+    local p
+    for p in "$@"; do
+        # Fields after "(comm) ": utime is the 12th, stime the 13th, in ticks.
+        sed 's/.*) //' "/proc/$p/stat" 2>/dev/null || true
+    done | awk -v tck="$(getconf CLK_TCK)" '{ t += $12 + $13 } END { printf "%.2f", t / tck }'
+}
+
 # devbroker_start BIN LOGFILE: starts cdc-devbroker; sets DEVBROKER_PID and
 # DEVBROKER_ADDR. Its stdin is a FIFO kept open on fd 9.
 devbroker_start() {
@@ -77,7 +87,7 @@ devbroker_start() {
 
 # For bench/: build, then a work directory $WORK (removed at exit unless KEEP
 # is set), a free $PORT, and an EXIT trap that kills $CAP_PID, $APPLY_PID and
-# $DEVBROKER_PID and stops the cluster in $WORK/pg.
+# $DEVBROKER_PID and stops the clusters in $WORK/pg*.
 bench_prepare() {
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build build -j"$(nproc)" >/dev/null
@@ -89,6 +99,7 @@ bench_prepare() {
 
 bench_cleanup() {
     for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do kill "$p" 2>/dev/null || true; done
-    pg_stop "$WORK/pg"
+    local d
+    for d in "$WORK"/pg*; do [ -d "$d" ] && pg_stop "$d"; done
     if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
