@@ -85,6 +85,12 @@ SRC_SUM=$("${PSQL[@]}" -d bench -Atc "$SUM_SQL")
 [ "$("${PSQL2[@]}" -d bench -Atc "$SUM_SQL")" = "$SRC_SUM" ] || { echo "the two sources differ" >&2; exit 1; }
 
 now() { date +%s.%N; }
+wal_lsn() { "$@" -d postgres -Atc "SELECT pg_current_wal_insert_lsn()"; }
+wal_mb_since() { # lsn, then psql command
+    local lsn=$1
+    shift
+    "$@" -d postgres -Atc "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn') / 1048576)"
+}
 target_sum() { # db, then psql command
     local db=$1
     shift
@@ -103,10 +109,12 @@ fingerprint() { # db, then psql command
 }
 
 # (a) native logical replication
+WAL0=$(wal_lsn "${PSQL[@]}")
 T0=$(now)
 "${PSQL[@]}" -d native -c "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$PORT user=postgres dbname=bench' PUBLICATION cdc WITH (create_slot = false, slot_name = 'native', copy_data = false)"
 wait_equal native
 T1=$(now)
+NATIVE_WAL_MB=$(wal_mb_since "$WAL0" "${PSQL[@]}")
 NATIVE_S=$(echo "$T1 - $T0" | bc -l)
 pids_of() { # where, then psql command
     local where=$1
@@ -127,6 +135,7 @@ echo "create cdc.public.payments $PARTS" >&9
 # bench_done too: topics of a running pipeline exist; created by its first
 # event, it would cost cdc-apply a group rebalance at the very end.
 echo "create cdc.public.bench_done 1" >&9
+WAL0=$(wal_lsn "${PSQL2[@]}")
 T0=$(now)
 build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT2 user=postgres dbname=bench" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s slot.name=cdc_bench -s publication.name=cdc \
@@ -160,6 +169,7 @@ until [ "$(applied)" -ge $((TOTAL + DELETES)) ] && # deletes add a tombstone eac
     sleep 0.2
 done
 T1=$(now)
+CDC_WAL_MB=$(wal_mb_since "$WAL0" "${PSQL2[@]}")
 CDC_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'cdc-capture'" "${PSQL2[@]}"))
 CAPTURE_CPU=$(cpu_s "$CAP_PID")
 BROKER_CPU=$(cpu_s "$DEVBROKER_PID")
@@ -190,7 +200,7 @@ cpu_line() { # label total parts...
 }
 printf '\nCPU time (user + system):\n'
 cpu_line "native logical replication" "$(echo "$NATIVE_WALSENDER_CPU + $NATIVE_WORKER_CPU" | bc -l)" \
-    "walsender $NATIVE_WALSENDER_CPU s, apply worker $NATIVE_WORKER_CPU s"
+    "walsender $NATIVE_WALSENDER_CPU s, apply worker $NATIVE_WORKER_CPU s; its target wrote $NATIVE_WAL_MB MB of WAL"
 cpu_line "cdc-capture + cdc-apply (devbroker)" \
     "$(echo "$CDC_WALSENDER_CPU + $CAPTURE_CPU + $BROKER_CPU + $APPLY_CPU + $APPLY_BACKENDS_CPU" | bc -l)" \
-    "walsender $CDC_WALSENDER_CPU s, cdc-capture $CAPTURE_CPU s, cdc-devbroker $BROKER_CPU s, cdc-apply $APPLY_CPU s, its target backends $APPLY_BACKENDS_CPU s"
+    "walsender $CDC_WALSENDER_CPU s, cdc-capture $CAPTURE_CPU s, cdc-devbroker $BROKER_CPU s, cdc-apply $APPLY_CPU s, its target backends $APPLY_BACKENDS_CPU s; they wrote $CDC_WAL_MB MB of WAL"
