@@ -917,7 +917,7 @@ static bool flush_batch(applier *a)
     a->msgs = msgs;
     a->nmsgs = 0;
     cdc_debug("writing %zu events (waited %lld ms for messages, %lld ms for the previous batch, "
-              "written in %lld ms)",
+              "which was written in %lld ms)",
               a->events, (long long)a->starved_ms, (long long)waited, (long long)a->last_busy);
     a->starved_ms = 0;
     a->events = 0;
