@@ -51,7 +51,6 @@ ANALYZE payments;
 SQL
 
 now() { date +%s.%N; }
-fingerprint() { "${PSQL[@]}" -d "$1" -Atc "SELECT count(*) || ' ' || md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"; }
 
 # (a) COPY pipe
 T0=$(now)
@@ -98,9 +97,9 @@ PIPE_S=$(echo "$T1 - $T0" | bc -l)
 kill -TERM "$APPLY_PID"; wait "$APPLY_PID" || true; APPLY_PID=
 [ -n "$CAP_PID" ] && { wait "$CAP_PID" || true; CAP_PID=; }
 
-SRC=$(fingerprint bench)
-[ "$(fingerprint copy)" = "$SRC" ] || { echo "COPY target differs" >&2; exit 1; }
-[ "$(fingerprint pipe)" = "$SRC" ] || { echo "cdc target differs" >&2; exit 1; }
+SRC=$(payments_fingerprint bench "${PSQL[@]}")
+[ "$(payments_fingerprint copy "${PSQL[@]}")" = "$SRC" ] || { echo "COPY target differs" >&2; exit 1; }
+[ "$(payments_fingerprint pipe "${PSQL[@]}")" = "$SRC" ] || { echo "cdc target differs" >&2; exit 1; }
 grep "bootstrap done" "$WORK/capture.log" | sed 's/.*cdc-capture: /capture: /'
 
 printf '\nrows: %d (both targets equal to the source, row by row)\n' "$ROWS"

@@ -102,11 +102,6 @@ wait_equal() { # db
         sleep 0.2
     done
 }
-fingerprint() { # db, then psql command
-    local db=$1
-    shift
-    "$@" -d "$db" -Atc "SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"
-}
 
 # (a) native logical replication
 WAL0=$(wal_lsn "${PSQL[@]}")
@@ -125,8 +120,8 @@ NATIVE_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND applicati
 NATIVE_WORKER_CPU=$(cpu_s $(pids_of "backend_type = 'logical replication worker'" "${PSQL[@]}"))
 "${PSQL[@]}" -d native -c "ALTER SUBSCRIPTION native DISABLE" -c "ALTER SUBSCRIPTION native SET (slot_name = NONE)" -c "DROP SUBSCRIPTION native"
 # Row-by-row check (not timed), then the native cluster stops.
-SRC_FP=$(fingerprint bench "${PSQL[@]}")
-[ "$(fingerprint native "${PSQL[@]}")" = "$SRC_FP" ] || { echo "native target differs from the source" >&2; exit 1; }
+SRC_FP=$(payments_fingerprint bench "${PSQL[@]}")
+[ "$(payments_fingerprint native "${PSQL[@]}")" = "$SRC_FP" ] || { echo "native target differs from the source" >&2; exit 1; }
 pg_stop "$WORK/pg"
 
 # (b) cdc-capture + cdc-apply through cdc-devbroker
@@ -182,8 +177,8 @@ kill -TERM "$CAP_PID" "$APPLY_PID"
 wait "$CAP_PID" "$APPLY_PID" || true
 CAP_PID= APPLY_PID=
 
-[ "$(fingerprint bench "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "the two sources differ" >&2; exit 1; }
-[ "$(fingerprint pipe "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "cdc target differs from the source" >&2; exit 1; }
+[ "$(payments_fingerprint bench "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "the two sources differ" >&2; exit 1; }
+[ "$(payments_fingerprint pipe "${PSQL2[@]}")" = "$SRC_FP" ] || { echo "cdc target differs from the source" >&2; exit 1; }
 
 printf '\nrow changes: %d (both targets equal to the source, row by row)\n' "$TOTAL"
 printf '%-34s %8.2f s %10.0f rows/s\n' "native logical replication" "$NATIVE_S" "$(echo "$TOTAL / $NATIVE_S" | bc -l)"

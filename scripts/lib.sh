@@ -66,6 +66,14 @@ cpu_s() {
     done | awk -v tck="$(getconf CLK_TCK)" '{ t += $12 + $13 } END { printf "%.2f", t / tck }'
 }
 
+# payments_fingerprint DB PSQL...: row count and md5 of every row of the
+# benchmarks' payments table in key order, for a row-by-row comparison.
+payments_fingerprint() {
+    local db=$1
+    shift
+    "$@" -d "$db" -Atc "SELECT count(*) || ' ' || md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"
+}
+
 # devbroker_start BIN LOGFILE: starts cdc-devbroker; sets DEVBROKER_PID and
 # DEVBROKER_ADDR. Its stdin is a FIFO kept open on fd 9.
 devbroker_start() {
