@@ -19,15 +19,15 @@ void cdc_avro_put_long(cdc_buf *b, int64_t v)
     /* Zig-zag maps small magnitudes of either sign to small unsigned values;
      * done on uint64_t because shifting a negative int64_t is not portable. */
     uint64_t n = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    uint8_t tmp[VARINT_MAX_BYTES];
-    size_t i = 0;
+    cdc_buf_reserve(b, VARINT_MAX_BYTES);
+    uint8_t *p = b->data + b->len;
 
     while (n & ~(uint64_t)0x7f) {
-        tmp[i++] = (uint8_t)((n & 0x7f) | 0x80);
+        *p++ = (uint8_t)((n & 0x7f) | 0x80);
         n >>= 7;
     }
-    tmp[i++] = (uint8_t)n;
-    cdc_buf_append(b, tmp, i);
+    *p++ = (uint8_t)n;
+    b->len = (size_t)(p - b->data);
 }
 
 void cdc_avro_put_bool(cdc_buf *b, bool v)

@@ -62,7 +62,7 @@ void cdc_buf_free(cdc_buf *b)
     cdc_buf_init(b);
 }
 
-void cdc_buf_reserve(cdc_buf *b, size_t extra)
+void cdc_buf_grow(cdc_buf *b, size_t extra)
 {
     if (b->cap - b->len > extra)
         return;
@@ -75,26 +75,6 @@ void cdc_buf_reserve(cdc_buf *b, size_t extra)
     }
     b->data = cdc_xrealloc(b->data, cap);
     b->cap = cap;
-}
-
-void cdc_buf_append(cdc_buf *b, const void *data, size_t len)
-{
-    if (len == 0)
-        return;
-    cdc_buf_reserve(b, len);
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
-void cdc_buf_putc(cdc_buf *b, uint8_t c)
-{
-    cdc_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-}
-
-void cdc_buf_puts(cdc_buf *b, const char *s)
-{
-    cdc_buf_append(b, s, strlen(s));
 }
 
 void cdc_buf_printf(cdc_buf *b, const char *fmt, ...)
