@@ -111,11 +111,6 @@ wait_equal native
 T1=$(now)
 NATIVE_WAL_MB=$(wal_mb_since "$WAL0" "${PSQL[@]}")
 NATIVE_S=$(echo "$T1 - $T0" | bc -l)
-pids_of() { # where, then psql command
-    local where=$1
-    shift
-    "$@" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE $where"
-}
 NATIVE_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'native'" "${PSQL[@]}"))
 NATIVE_WORKER_CPU=$(cpu_s $(pids_of "backend_type = 'logical replication worker'" "${PSQL[@]}"))
 "${PSQL[@]}" -d native -c "ALTER SUBSCRIPTION native DISABLE" -c "ALTER SUBSCRIPTION native SET (slot_name = NONE)" -c "DROP SUBSCRIPTION native"

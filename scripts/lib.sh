@@ -66,6 +66,19 @@ cpu_s() {
     done | awk -v tck="$(getconf CLK_TCK)" '{ t += $12 + $13 } END { printf "%.2f", t / tck }'
 }
 
+# CPU seconds (user + system, every core) the whole machine has used since
+# boot: the difference over a run counts processes that exit during it too.
+busy_s() {
+    awk -v tck="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / tck }' /proc/stat
+}
+
+# pids_of WHERE PSQL...: pids from pg_stat_activity matching WHERE.
+pids_of() {
+    local where=$1
+    shift
+    "$@" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE $where"
+}
+
 # payments_fingerprint DB PSQL...: row count and md5 of every row of the
 # benchmarks' payments table in key order, for a row-by-row comparison.
 payments_fingerprint() {
@@ -106,7 +119,11 @@ bench_prepare() {
 }
 
 bench_cleanup() {
-    for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do kill "$p" 2>/dev/null || true; done
+    # pkill -P: a daemon started under /usr/bin/time is that process's child.
+    for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do
+        pkill -P "$p" 2>/dev/null || true
+        kill "$p" 2>/dev/null || true
+    done
     local d
     for d in "$WORK"/pg*; do [ -d "$d" ] && pg_stop "$d"; done
     if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
