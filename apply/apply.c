@@ -1174,6 +1174,38 @@ static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char 
     return apply_one_by_one(a);
 }
 
+/*
+ * The first event read from a partition this target has never applied must
+ * be the partition's first: if Kafka's log starts later, retention deleted
+ * events before they reached the target, and starting from what is left
+ * would silently lose them. (A compacted topic may begin with a gap while
+ * its log still starts at 0: that is checked here and accepted.)
+ */
+static bool start_intact(applier *a, const part_state *p, const rd_kafka_message_t *m)
+{
+    int64_t low = -1, high = -1;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int tries = 0; tries < 3 && !*a->stop; tries++) {
+        err = rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high, 5000);
+        if (!err)
+            break;
+    }
+    if (err) {
+        cdc_error("%s [%d]: this target has applied nothing of it and its first event read is at "
+                  "offset %lld; cannot check where the partition starts: %s",
+                  p->topic, p->partition, (long long)m->offset, rd_kafka_err2str(err));
+        return false;
+    }
+    if (low > 0) {
+        cdc_error("%s [%d]: this target has applied nothing of it, but Kafka's log starts at "
+                  "offset %lld: events were deleted before they were applied (retention); the "
+                  "target needs a new bootstrap",
+                  p->topic, p->partition, (long long)low);
+        return false;
+    }
+    return true;
+}
+
 /* Returns false when the daemon must stop. Takes ownership of m. */
 static bool process(applier *a, rd_kafka_message_t *m)
 {
@@ -1187,6 +1219,11 @@ static bool process(applier *a, rd_kafka_message_t *m)
     if (!p->pending) {
         p->pending = true;
         p->next = p->flying ? p->flight : p->stored;
+    }
+    if (p->next.next_offset < 0 && m->offset > 0 && !start_intact(a, p, m)) {
+        a->exit_status = 1;
+        rd_kafka_message_destroy(m);
+        return false;
     }
     if (!m->payload) { /* tombstone: nothing to apply */
         p->next.next_offset = m->offset + 1;

@@ -92,7 +92,7 @@ fi
 /usr/bin/time -f "%M %U %S" -o "$WORK/capture.time" \
     build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT user=postgres dbname=bench" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s bootstrap.mode=only \
-    -s "bootstrap.workers=$WORKERS" -s log.level=info 2>"$WORK/capture.log" &
+    -s "bootstrap.workers=$WORKERS" -s log.level=info ${CAPTURE_ARGS:-} 2>"$WORK/capture.log" &
 CAP_PID=$!
 # Done when cdc-apply's positions, saved in the same transactions as the
 # rows, cover every event of the topic (cheap to poll: counting the table

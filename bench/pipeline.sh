@@ -129,7 +129,7 @@ WAL0=$(wal_lsn "${PSQL2[@]}")
 T0=$(now)
 build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT2 user=postgres dbname=bench" \
     -s "kafka.bootstrap.servers=$DEVBROKER_ADDR" -s slot.name=cdc_bench -s publication.name=cdc \
-    -s log.level=warn 2>"$WORK/capture.log" &
+    -s log.level=warn ${CAPTURE_ARGS:-} 2>"$WORK/capture.log" &
 CAP_PID=$!
 if [ -n "${PHASED:-}" ]; then
     # Diagnostics: drain the slot into Kafka first, then time cdc-apply alone.

@@ -834,3 +834,71 @@ Test(apply_faults, truncate_rendezvous_completes_across_an_eager_rebalance)
 {
     truncate_rendezvous_across_rebalance("kafka.partition.assignment.strategy=range");
 }
+
+/* ---- 14. events deleted before they were applied ----------------------- */
+
+/*
+ * cdc-devbroker (librdkafka's mock) keeps about 5 MB per partition and
+ * drops older data: 8 MB of uncompressible events into a one-partition
+ * topic make Kafka's log start past offset 0. `from`..`to` rows of 1 KB.
+ */
+static void insert_big(int from, int to)
+{
+    th_sql(src,
+           "INSERT INTO big SELECT g, (SELECT string_agg(md5(random()::text || g || i), '') "
+           "FROM generate_series(1, 32) i) FROM generate_series(%d, %d) g",
+           from, to);
+    cr_assert(th_wait_slot(src, "cdc", th_wal_lsn(src), 60000), "the slot did not catch up");
+}
+
+static void big_setup(void)
+{
+    char topic[256];
+    th_topic("public", "big", topic, sizeof topic);
+    th_broker_cmd(&broker, "create %s 1", topic);
+    th_sql(src, "CREATE TABLE big (id bigint PRIMARY KEY, blob text)");
+    const char *const extra[] = {"kafka.compression.type=none", NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", extra);
+}
+
+static void assert_stops_with(const char *log, const char *needle)
+{
+    int st;
+    cr_assert_eq(th_proc_wait(&app, 60000, &st), 0,
+                 "cdc-apply must stop: Kafka lost events it never applied");
+    cr_assert_eq(th_proc_exit_code(&app), 1, "exit status %d", th_proc_exit_code(&app));
+    cr_assert(th_wait_log(log_path(log), needle, 1000), "the log must say \"%s\"; it says: %s",
+              needle, log_line(log, "ERROR"));
+}
+
+Test(apply_faults, a_new_target_refuses_a_partition_whose_first_events_were_deleted)
+{
+    if (th_broker_external())
+        cr_skip_test("needs cdc-devbroker's 5 MB limit per partition");
+    big_setup();
+    insert_big(1, 8000);
+    start_apply(&app, "apply.log", NULL);
+    assert_stops_with("apply.log", "Kafka's log starts at offset");
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM cdc.apply_positions WHERE topic LIKE "
+                               "'%%.big'"),
+                 0, "nothing may be recorded for the damaged partition");
+    long rows = try_long(dst, "SELECT count(*) FROM big");
+    cr_assert(rows <= 0, "no row may be applied from a partition missing its start (%ld)", rows);
+}
+
+Test(apply_faults, a_recorded_position_deleted_by_retention_stops_cdc_apply)
+{
+    if (th_broker_external())
+        cr_skip_test("needs cdc-devbroker's 5 MB limit per partition");
+    big_setup();
+    insert_big(1, 100);
+    start_apply(&app, "apply1.log", NULL);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"big", NULL}, CONVERGE_MS,
+                             &app);
+    stop_clean(&app, "cdc-apply");
+    insert_big(101, 8100);
+    start_apply(&app, "apply2.log", NULL);
+    assert_stops_with("apply2.log", "the recorded position is no longer in Kafka");
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM big"), 100,
+                 "nothing past the deleted events may be applied");
+}
