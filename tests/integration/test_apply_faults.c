@@ -1,7 +1,8 @@
 /*
  * cdc-apply under faults: kill -9 of either daemon during a continuous
  * workload, poison events (dead-letter topic or stop), a target restart,
- * SIGTERM, configuration errors and two processes sharing one group. The
+ * SIGTERM, configuration errors, two processes sharing one group, and
+ * events Kafka deleted before they were applied (and the way back). The
  * invariant everywhere: the target ends equal to the source, and the
  * keyless insert-only table "ins" (whose row count would grow) proves that
  * nothing was applied twice.
@@ -901,4 +902,20 @@ Test(apply_faults, a_recorded_position_deleted_by_retention_stops_cdc_apply)
     assert_stops_with("apply2.log", "the recorded position is no longer in Kafka");
     cr_assert_eq(try_long(dst, "SELECT count(*) FROM big"), 100,
                  "nothing past the deleted events may be applied");
+
+    /* The way back the README gives: a new load into new topics (its own
+     * topic.prefix), which begins with a truncate of every table. */
+    stop_clean(&cap, "cdc-capture");
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "topic.prefix=%s_reload", th_prefix());
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture2.log",
+                     (const char *const[]){"--bootstrap", NULL},
+                     (const char *const[]){"kafka.compression.type=none", prefix, NULL});
+    cr_assert(th_wait_log_alive(&cap, "capture2.log", "streaming from slot", 60000),
+              "the new load did not hand over to streaming");
+    th_sql(src, "UPDATE big SET blob = 'after the reload' WHERE id <= 10");
+    start_apply(&app, "apply3.log", (const char *const[]){prefix, NULL});
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"big", NULL}, CONVERGE_MS,
+                             &app);
+    stop_clean(&app, "cdc-apply");
 }
