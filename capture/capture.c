@@ -751,6 +751,13 @@ static void end_session(capture *c, bool producer_too)
     if (c->in_txn)
         tracker_abort_open(&c->tr);
     c->in_txn = false;
+    /*
+     * A keepalive vouches only for what this session's tracker holds: with
+     * the producer rebuilt (tracker reset), the next session would confirm
+     * the old WAL end before re-delivering what the failed producer lost.
+     */
+    c->keepalive_lsn = 0;
+    c->received_lsn = 0;
     relcache_clear(c->rels);
     pgo_parser_reset(c->parser);
     if (producer_too && c->em) {

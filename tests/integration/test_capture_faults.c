@@ -135,6 +135,44 @@ Test(faults, broker_down_for_10s_then_up_loses_nothing)
     cr_assert(th_wait_log(path, "Kafka unavailable", 1000), "the outage must be logged");
 }
 
+/*
+ * With a finite kafka.message.timeout.ms an outage fails deliveries, and
+ * cdc-capture rebuilds its producer and reads the slot again. The server's
+ * keepalives of the failed session carry a WAL end past the undelivered
+ * rows: the next session must not confirm it before it has delivered them
+ * again. Kafka comes back slow (1.5 s per request), and cdc-capture is
+ * killed the moment the slot moves: whatever it confirmed must be in Kafka.
+ */
+Test(faults, failed_deliveries_restart_the_stream_without_confirming_undelivered_rows)
+{
+    if (th_broker_external())
+        cr_skip_test("fault injection needs cdc-devbroker");
+    const char *const extra[] = {"kafka.message.timeout.ms=5000", NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", extra);
+    insert_range(db, 1, 1000, 100);
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 60000));
+    th_broker_cmd(&broker, "down 1");
+    insert_range(db, 1001, 2000, 100);
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/capture1.log", th_test_dir());
+    cr_assert(th_wait_log(path, "restarting the stream", 30000),
+              "failed deliveries must restart the stream");
+    uint64_t before = th_slot_flush(db, "cdc");
+    th_broker_cmd(&broker, "rtt 1 1500");
+    th_broker_cmd(&broker, "up 1");
+    int64_t end = th_now_ms() + 60000;
+    while (th_slot_flush(db, "cdc") <= before) {
+        cr_assert_lt(th_now_ms(), end, "capture confirmed nothing after the outage");
+        usleep(20 * 1000);
+    }
+    kill(cap.pid, SIGKILL);
+    th_proc_wait(&cap, 10000, NULL);
+    th_broker_cmd(&broker, "rtt 1 0");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture2.log", NULL);
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 120000), "capture did not catch up");
+    assert_all_ids(2000);
+}
+
 Test(faults, postgres_restart_mid_stream_reconnects_and_resumes)
 {
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
