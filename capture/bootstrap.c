@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cdc/buf.h"
+#include "cdc/event.h"
 #include "cdc/kafka.h"
 #include "cdc/log.h"
 #include "cdc/lsn.h"
@@ -709,7 +710,7 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
     L.ctx.commit_ms = wall_ms();
     L.ctx.xid = 0;
     L.ctx.lsn = cp;
-    L.ctx.ordinal = 0;
+    L.ctx.ordinal = CDC_SNAPSHOT_ORDINAL0;
     L.started_ms = L.last_progress_ms = wall_ms();
     /*
      * A reload starts with a truncate of each table (on every partition,

@@ -52,6 +52,16 @@ typedef struct cdc_colval {
     size_t len;
 } cdc_colval;
 
+/*
+ * Ordinal of the first event of a bootstrap (its truncates, then its rows),
+ * which all carry the consistent point as commit_lsn. A transaction whose
+ * commit record starts exactly at the consistent point is not in the
+ * snapshot and is streamed with that same commit_lsn, its ordinals from 0:
+ * a load counting from here orders before it, so (commit_lsn, ordinal)
+ * stays unique and ordered. 2^48 events per load before reaching 0.
+ */
+#define CDC_SNAPSHOT_ORDINAL0 (-(INT64_C(1) << 48))
+
 typedef struct cdc_event {
     char op; /* c u d t r */
     bool has_before, has_after;

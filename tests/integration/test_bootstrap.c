@@ -393,7 +393,7 @@ static void copy_in(PGconn *c, const char *copy_sql, cdc_buf *data)
 
 /*
  * Read every message of the tables' topics into temp tables of `c`:
- *   ev_r (tbl, id, v, pad, key, part, off, commit_lsn, snap)   op r
+ *   ev_r (tbl, id, v, pad, key, part, off, commit_lsn, ordinal, snap)   op r
  *   ev_s (tbl, op, id, v, pad, key, txid, commit_lsn, ordinal, part, off)
  *   ev_t (tbl, key, part, off)                                 tombstones
  * Returns the number of messages.
@@ -401,7 +401,7 @@ static void copy_in(PGconn *c, const char *copy_sql, cdc_buf *data)
 static size_t load_events(PGconn *c, const tspec *t)
 {
     th_sql(c, "CREATE TEMP TABLE ev_r (tbl text, id bigint, v bigint, pad text, key text, "
-              " part int, off bigint, commit_lsn bigint, snap text);"
+              " part int, off bigint, commit_lsn bigint, ordinal bigint, snap text);"
               "CREATE TEMP TABLE ev_s (tbl text, op text, id bigint, v bigint, pad text, "
               " key text, txid bigint, commit_lsn bigint, ordinal bigint, part int, off bigint);"
               "CREATE TEMP TABLE ev_t (tbl text, key text, part int, off bigint)");
@@ -441,8 +441,9 @@ static size_t load_events(PGconn *c, const tspec *t)
                 copy_text(&r, th_col(sc, &ev, true, "pad"));
                 cdc_buf_putc(&r, '\t');
                 copy_hex(&r, x->key, x->key_len);
-                cdc_buf_printf(&r, "\t%d\t%lld\t%lld\t", x->partition, (long long)x->offset,
-                               (long long)ev.commit_lsn);
+                cdc_buf_printf(&r, "\t%d\t%lld\t%lld\t%lld\t", x->partition,
+                               (long long)x->offset, (long long)ev.commit_lsn,
+                               (long long)ev.ordinal);
                 copy_text(&r, ev.snapshot);
                 cdc_buf_putc(&r, '\n');
             } else {
@@ -551,14 +552,27 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
     cr_assert_eq(
         sql_long(c, "SELECT count(*) FROM ev_r WHERE commit_lsn = %ld AND snap = 'last'", lsn), 1,
         "the load must mark exactly one event (its final one) snapshot=last");
-    /* Only changes committed after C are streamed. */
+    /*
+     * Only changes committed from C on are streamed (a commit record that
+     * starts at C itself is not in the snapshot), and every event of the
+     * load orders before them, even before one committed at C.
+     */
     snprintf(q, sizeof q,
              "SELECT tbl || ' ' || op || ' id ' || id || ' txid ' || txid || ' commit_lsn ' || "
-             "commit_lsn FROM ev_s WHERE commit_lsn <= %ld ORDER BY commit_lsn",
+             "commit_lsn FROM ev_s WHERE commit_lsn < %ld ORDER BY commit_lsn",
              lsn);
     long early = sql_long(c, "SELECT count(*) FROM (%s) e", q);
-    cr_assert_eq(early, 0, "%ld streamed events at or before the consistent point %ld:\n  %s",
-                 early, lsn, sample(c, q));
+    cr_assert_eq(early, 0, "%ld streamed events before the consistent point %ld:\n  %s", early,
+                 lsn, sample(c, q));
+    snprintf(q, sizeof q,
+             "SELECT tbl || ' id ' || id || ' ordinal ' || ordinal FROM ev_r "
+             "WHERE commit_lsn = %ld AND ordinal >= 0",
+             lsn);
+    long late = sql_long(c, "SELECT count(*) FROM (%s) l", q);
+    cr_assert_eq(late, 0,
+                 "%ld r events do not order before a transaction committed at the consistent "
+                 "point (ordinal >= 0):\n  %s",
+                 late, sample(c, q));
     if (o->exactly_once) {
         snprintf(q, sizeof q,
                  "SELECT tbl || ' commit_lsn ' || commit_lsn || ' ordinal ' || ordinal || ' x' "
