@@ -252,10 +252,58 @@ target_status target_savepoint(target *t, const char *cmd, char *errstr, size_t 
     return run(t, cmd, errstr, errstr_size);
 }
 
+static void part_arrays(cdc_buf *topics, cdc_buf *nums, const target_part *parts, size_t n);
+
+/*
+ * A partition with no row yet has nothing to lock: two processes that both
+ * believe they own it (one lost it in a rebalance it has not noticed) would
+ * both pass the check, and the later save would overwrite the earlier one
+ * instead of failing. So the batch first inserts the row it will save
+ * (uncommitted, holding -1); a rival's insert waits for this transaction,
+ * then finds the row and fails its check.
+ */
+static target_status claim_new_positions(target *t, const target_part *parts, size_t n,
+                                         char *errstr, size_t errstr_size)
+{
+    target_part *fresh = cdc_xmalloc(n * sizeof *fresh);
+    size_t nf = 0;
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].expected_next < 0 && parts[i].pos.next_offset >= 0)
+            fresh[nf++] = parts[i];
+    target_status r = TARGET_OK;
+    if (nf > 0) {
+        cdc_buf topics, nums;
+        cdc_buf_init(&topics);
+        cdc_buf_init(&nums);
+        part_arrays(&topics, &nums, fresh, nf);
+        const char *vals[] = {t->group_id, cdc_buf_cstr(&topics), cdc_buf_cstr(&nums)};
+        cdc_buf_reset(&t->sql);
+        cdc_buf_printf(&t->sql,
+                       "INSERT INTO %s.apply_positions "
+                       "(group_id, topic, partition, next_offset, commit_lsn, ordinal) "
+                       "SELECT $1, u.topic, u.partition, -1, 0, -1 "
+                       "FROM unnest($2::text[], $3::int[]) AS u(topic, partition) "
+                       "ORDER BY 2, 3 ON CONFLICT DO NOTHING",
+                       t->state_schema);
+        r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, NULL, errstr, errstr_size);
+        cdc_buf_free(&topics);
+        cdc_buf_free(&nums);
+    }
+    free(fresh);
+    return r;
+}
+
 target_status target_check_position(target *t, const char *topic, int32_t partition,
                                     int64_t expected_next, bool *matches, char *errstr,
                                     size_t errstr_size)
 {
+    target_part claim = {.topic = topic,
+                         .partition = partition,
+                         .expected_next = expected_next,
+                         .pos = {.next_offset = 0}};
+    target_status r0 = claim_new_positions(t, &claim, 1, errstr, errstr_size);
+    if (r0 != TARGET_OK)
+        return r0;
     char part[16];
     snprintf(part, sizeof part, "%d", partition);
     const char *vals[] = {t->group_id, topic, part};
@@ -293,9 +341,6 @@ target_status target_save_position(target *t, const char *topic, int32_t partiti
                    "ordinal = EXCLUDED.ordinal, updated_at = now()",
                    t->state_schema);
     target_status r = run_params(t, cdc_buf_cstr(&t->sql), 6, vals, NULL, errstr, errstr_size);
-    /* Two processes inserting the first row: the loser re-reads. */
-    if (r == TARGET_REJECT && strncmp(errstr, "23505", 5) == 0)
-        r = TARGET_RETRY;
     return r;
 }
 
@@ -341,6 +386,9 @@ target_status target_check_positions(target *t, target_part *parts, size_t n, ch
 {
     if (n == 0)
         return TARGET_OK;
+    target_status r0 = claim_new_positions(t, parts, n, errstr, errstr_size);
+    if (r0 != TARGET_OK)
+        return r0;
     cdc_buf topics, nums;
     cdc_buf_init(&topics);
     cdc_buf_init(&nums);
@@ -365,6 +413,7 @@ target_status target_check_positions(target *t, target_part *parts, size_t n, ch
             if (strtol(PQgetvalue(res, row, 1), NULL, 10) == parts[i].partition &&
                 strcmp(PQgetvalue(res, row, 0), parts[i].topic) == 0)
                 stored = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+        /* Our own claim reads -1: as expected. A rival's reads its offset. */
         parts[i].matches = stored == parts[i].expected_next;
     }
     PQclear(res);

@@ -919,3 +919,47 @@ Test(apply_faults, a_recorded_position_deleted_by_retention_stops_cdc_apply)
                              &app);
     stop_clean(&app, "cdc-apply");
 }
+
+/* ---- 15. two owners of a partition that has no position yet ------------ */
+
+/*
+ * cdc-apply A holds the first batch of ins [0] (no position recorded yet)
+ * in its write transaction, stuck behind a lock the test holds (SHARE:
+ * writes wait, reads do not), until it misses max.poll.interval.ms and the
+ * group gives the partition to B. B reads "no position" too, starts from
+ * offset 0 and gets stuck the same way. When the lock goes, only one of the
+ * two may apply those events: the other must find the position row the
+ * first one wrote and read again from there. (Before the fix both did.)
+ */
+Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(dst, "CREATE TABLE ins (seq bigint, note text)");
+    PGconn *locker = th_pg_connect(&pg, "dst");
+    th_sql(locker, "BEGIN; LOCK TABLE ins IN SHARE MODE");
+    const char *const extra[] = {"kafka.max.poll.interval.ms=7000", NULL};
+    start_apply(&app, "apply1.log", extra);
+    th_sql(src, "INSERT INTO ins SELECT g, 'first' FROM generate_series(1, 100) g");
+    /* A blocks in its batch; past 7 s the group drops it. */
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply1.log", th_test_dir());
+    cr_assert(th_wait_log(path, "assigned", 30000), "cdc-apply (1) never joined");
+    sleep(9);
+    start_apply(&app2, "apply2.log", extra);
+    int64_t end = th_now_ms() + 60000;
+    while (last_assigned("apply2.log") <= 0) {
+        cr_assert_lt(th_now_ms(), end, "cdc-apply (2) got no partition");
+        usleep(200 * 1000);
+    }
+    sleep(3); /* B's first batch of ins [0] is under way too */
+    th_sql(locker, "COMMIT");
+    PQfinish(locker);
+    th_sql(src, "INSERT INTO ins SELECT g, 'second' FROM generate_series(101, 200) g");
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"ins", NULL}, CONVERGE_MS,
+                             &app2);
+    usleep(2000 * 1000); /* anything applied twice would have landed by now */
+    assert_no_double_apply();
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"ins", NULL}, 10000, &app2);
+    stop_clean(&app, "cdc-apply (1)");
+    stop_clean(&app2, "cdc-apply (2)");
+}
