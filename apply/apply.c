@@ -110,6 +110,7 @@ typedef struct applier {
     flight fl;
     bool need_resync; /* re-read positions and seek every partition */
     int exit_status;  /* set when the daemon must stop with an error */
+    int seek_failures; /* in a row: the read position could not be set */
     cdc_event ev;
     /* Counters for the periodic progress line. */
     int64_t stat_since;
@@ -273,13 +274,32 @@ static bool reposition(applier *a, part_state *p)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
     tp->offset = p->stored.next_offset >= 0 ? p->stored.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    /*
+     * A seek that did not happen leaves the consumer reading on from where
+     * it was, past events that were read but not applied: never go on
+     * without it. The caller tries again; a partition that cannot be
+     * positioned at all stops the daemon (a restart re-reads the record).
+     */
     rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
-    if (e) {
-        cdc_warn("seek %s [%d]: %s", p->topic, p->partition, rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+    const char *why = e ? rd_kafka_error_string(e)
+                        : l->elems[0].err ? rd_kafka_err2str(l->elems[0].err) : NULL;
+    bool ok = why == NULL;
+    if (!ok) {
+        cdc_warn("cannot set the read position of %s [%d] to its record: %s", p->topic,
+                 p->partition, why);
+        if (++a->seek_failures >= 5) {
+            cdc_error("%s [%d]: the read position could not be set %d times in a row; stopping",
+                      p->topic, p->partition, a->seek_failures);
+            a->exit_status = 1;
+        }
+        sleep_ms(200);
+    } else {
+        a->seek_failures = 0;
     }
+    if (e)
+        rd_kafka_error_destroy(e);
     rd_kafka_topic_partition_list_destroy(l);
-    return true;
+    return ok;
 }
 
 /*
@@ -1446,6 +1466,18 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                               "events were deleted before they were applied (retention); the "
                               "target needs a new bootstrap",
                               m->rkt ? rd_kafka_topic_name(m->rkt) : "?", m->partition,
+                              rd_kafka_message_errstr(m));
+                    a.exit_status = 1;
+                    rd_kafka_message_destroy(m);
+                    break;
+                } else if ((m->err == RD_KAFKA_RESP_ERR__BAD_MSG ||
+                            m->err == RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED) &&
+                           m->rkt) {
+                    /* librdkafka skips what it cannot read: going on would
+                     * record positions past events never applied. */
+                    cdc_error("%s [%d] offset %lld: Kafka returned data that cannot be read (%s); "
+                              "stopping before anything after it is applied",
+                              rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                               rd_kafka_message_errstr(m));
                     a.exit_status = 1;
                     rd_kafka_message_destroy(m);
