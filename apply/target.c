@@ -38,6 +38,8 @@ struct target {
     char **merge_only; /* tables where a direct COPY met an existing key */
     bool stage_dirty;  /* the last batch went through a stage */
     size_t nmerge_only;
+    char **direct_ok; /* tables with a unique index on the key: COPY may be tried */
+    size_t ndirect_ok;
 };
 
 target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
@@ -76,6 +78,9 @@ void target_destroy(target *t)
     for (size_t i = 0; i < t->nmerge_only; i++)
         free(t->merge_only[i]);
     free(t->merge_only);
+    for (size_t i = 0; i < t->ndirect_ok; i++)
+        free(t->direct_ok[i]);
+    free(t->direct_ok);
     cdc_buf_free(&t->sql);
     cdc_buf_free(&t->copy);
     free(t);
@@ -819,12 +824,67 @@ static target_status copy_rows(target *t, const cdc_table_schema *s, const batch
     return r;
 }
 
-static bool is_merge_only(const target *t, const char *qname)
+static bool name_in(char *const *names, size_t n, const char *name)
 {
-    for (size_t i = 0; i < t->nmerge_only; i++)
-        if (strcmp(t->merge_only[i], qname) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
             return true;
     return false;
+}
+
+static void name_add(char ***names, size_t *n, const char *name)
+{
+    *names = cdc_xrealloc(*names, (*n + 1) * sizeof **names);
+    (*names)[(*n)++] = cdc_xstrdup(name);
+}
+
+/*
+ * A direct COPY stands in for INSERT ... ON CONFLICT (key) only if an
+ * existing key makes it fail: the table needs a unique, immediate,
+ * non-partial index on exactly the key columns (the one ON CONFLICT would
+ * use). A table created by hand without one gets the merge path, whose
+ * ON CONFLICT then fails loudly, instead of a second row per key.
+ */
+static target_status check_direct(target *t, const cdc_table_schema *s, const char *qname,
+                                  bool *ok, char *errstr, size_t errstr_size)
+{
+    *ok = false;
+    if (name_in(t->merge_only, t->nmerge_only, qname))
+        return TARGET_OK;
+    if (name_in(t->direct_ok, t->ndirect_ok, qname)) {
+        *ok = true;
+        return TARGET_OK;
+    }
+    cdc_buf keys;
+    cdc_buf_init(&keys);
+    cdc_buf_puts(&keys, "{");
+    for (int k = 0; k < s->nkey; k++)
+        array_elem(&keys, s->fields[s->key_idx[k]].pg_name);
+    cdc_buf_putc(&keys, '}');
+    const char *vals[] = {qname, cdc_buf_cstr(&keys)};
+    PGresult *res = NULL;
+    target_status r = run_params(
+        t,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+        "WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indimmediate "
+        "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+        "(SELECT array_agg(a.attname::text ORDER BY a.attname::text) "
+        " FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid "
+        " AND a.attnum = ANY (i.indkey[0:i.indnkeyatts - 1])) = "
+        "(SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))",
+        2, vals, &res, errstr, errstr_size);
+    cdc_buf_free(&keys);
+    if (r != TARGET_OK)
+        return r;
+    *ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (*ok) {
+        name_add(&t->direct_ok, &t->ndirect_ok, qname);
+    } else {
+        cdc_debug("%s: no unique index on exactly the key columns; merging", qname);
+        name_add(&t->merge_only, &t->nmerge_only, qname);
+    }
+    return TARGET_OK;
 }
 
 /*
@@ -849,8 +909,9 @@ static target_status try_direct(target *t, const cdc_table_schema *s, const batc
     cdc_buf qname;
     cdc_buf_init(&qname);
     sql_qualified(&qname, s->schema_name, s->table_name);
-    target_status r = TARGET_OK;
-    if (is_merge_only(t, cdc_buf_cstr(&qname)))
+    bool ok = false;
+    target_status r = check_direct(t, s, cdc_buf_cstr(&qname), &ok, errstr, errstr_size);
+    if (r != TARGET_OK || !ok)
         goto out;
     if ((r = run(t, "SAVEPOINT cdc_direct", errstr, errstr_size)) != TARGET_OK)
         goto out;
@@ -863,8 +924,7 @@ static target_status try_direct(target *t, const cdc_table_schema *s, const batc
         *done = r == TARGET_OK;
     } else if (r == TARGET_REJECT && strncmp(errstr, "23505", 5) == 0) {
         cdc_debug("%s: a key exists already; merging from now on", cdc_buf_cstr(&qname));
-        t->merge_only = cdc_xrealloc(t->merge_only, (t->nmerge_only + 1) * sizeof(char *));
-        t->merge_only[t->nmerge_only++] = cdc_xstrdup(cdc_buf_cstr(&qname));
+        name_add(&t->merge_only, &t->nmerge_only, cdc_buf_cstr(&qname));
         r = run(t, "ROLLBACK TO SAVEPOINT cdc_direct", errstr, errstr_size);
     }
 out:

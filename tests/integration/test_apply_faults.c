@@ -963,3 +963,28 @@ Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
     stop_clean(&app, "cdc-apply (1)");
     stop_clean(&app2, "cdc-apply (2)");
 }
+
+/* ---- 16. a hand-made target table without the key's unique index ------- */
+
+/*
+ * Upserts need a unique index on the key. Without one, the merge's
+ * ON CONFLICT fails: cdc-apply must stop there, not copy the rows straight
+ * in (which would add a second row for every updated key).
+ */
+Test(apply_faults, a_target_table_without_a_key_index_stops_instead_of_duplicating)
+{
+    th_sql(dst, "CREATE TABLE pay (id bigint, amount numeric(18,2), memo text, version int)");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    insert_pay(1, 10, "g");
+    th_sql(src, "UPDATE pay SET amount = amount + 1, version = version + 1");
+    start_apply(&app, "apply.log", NULL);
+    int st;
+    cr_assert_eq(th_proc_wait(&app, 60000, &st), 0,
+                 "cdc-apply must stop: the target cannot upsert by key");
+    cr_assert_eq(th_proc_exit_code(&app), 1, "exit status %d", th_proc_exit_code(&app));
+    cr_assert(th_wait_log(log_path("apply.log"), "no unique or exclusion constraint", 1000),
+              "the log must carry PostgreSQL's error; it says: %s",
+              log_line("apply.log", "stopping at"));
+    cr_assert_eq(try_long(dst, "SELECT count(*) - count(DISTINCT id) FROM pay"), 0,
+                 "no key may have two rows");
+}
