@@ -442,7 +442,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- schemas ---- */
 
-static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr, size_t errstr_size)
+/* *transient: the schemas topic could not be read (Kafka), not a bad event. */
+static const cdc_table_schema *schema_for(applier *a, uint64_t fp, bool *transient, char *errstr,
+                                          size_t errstr_size)
 {
     for (size_t i = 0; i < a->nschemas; i++)
         if (a->schemas[i].fp == fp)
@@ -452,8 +454,10 @@ static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr,
         /* Published before the event: one more read of the topic finds it. */
         if (cdc_registry_load_prefix(a->reg, cdc_kv_get(&a->cfg->kafka, "bootstrap.servers"),
                                      &a->cfg->kafka, a->cfg->topic_prefix, 30000, errstr,
-                                     errstr_size) < 0)
+                                     errstr_size) < 0) {
+            *transient = true;
             return NULL;
+        }
         rs = cdc_registry_get(a->reg, fp);
     }
     if (!rs) {
@@ -472,17 +476,21 @@ static const cdc_table_schema *schema_for(applier *a, uint64_t fp, char *errstr,
     return s;
 }
 
-/* Decode a message's value; returns its schema or NULL with errstr. */
+/*
+ * Decode a message's value; returns its schema or NULL with errstr. With
+ * *transient set the event may be fine: its schema could not be read.
+ */
 static const cdc_table_schema *decode(applier *a, const rd_kafka_message_t *m, cdc_event *ev,
-                                      char *errstr, size_t errstr_size)
+                                      bool *transient, char *errstr, size_t errstr_size)
 {
+    *transient = false;
     const uint8_t *p = m->payload, *end = p + m->len;
     uint64_t fp;
     if (cdc_avro_get_so_header(&p, end, &fp) != 0) {
         snprintf(errstr, errstr_size, "not an Avro single-object message");
         return NULL;
     }
-    const cdc_table_schema *s = schema_for(a, fp, errstr, errstr_size);
+    const cdc_table_schema *s = schema_for(a, fp, transient, errstr, errstr_size);
     if (!s)
         return NULL;
     if (cdc_event_decode(s, p, (size_t)(end - p), ev, errstr, errstr_size) != 0)
@@ -617,6 +625,20 @@ static void positions_committed(applier *a)
     if (l->cnt > 0)
         rd_kafka_commit(a->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/*
+ * The schemas topic could not be read for event m: the event is not at
+ * fault, so it is neither dead-lettered nor a reason to stop. Everything
+ * read but not applied is read again after a pause.
+ */
+static void schemas_unreadable(applier *a, const rd_kafka_message_t *m, const char *why)
+{
+    cdc_warn("%s [%d] offset %lld: cannot read its schema (%s); reading again",
+             rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset, why);
+    drop_batch(a);
+    a->need_resync = true;
+    sleep_ms(1000);
 }
 
 static void handle_retry(applier *a)
@@ -1010,7 +1032,13 @@ static bool apply_one_by_one(applier *a)
             continue;
         }
         char derr[1024];
-        const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
+        bool transient;
+        const cdc_table_schema *s = decode(a, m, &a->ev, &transient, derr, sizeof derr);
+        if (!s && transient) {
+            target_rollback(a->tgt);
+            schemas_unreadable(a, m, derr);
+            return true;
+        }
         if (s && is_repeat(&a->ev, &p->next)) {
             p->next.next_offset = after.next_offset; /* a repeat */
             continue;
@@ -1251,7 +1279,13 @@ static bool process(applier *a, rd_kafka_message_t *m)
         return true;
     }
     char derr[1024];
-    const cdc_table_schema *s = decode(a, m, &a->ev, derr, sizeof derr);
+    bool transient;
+    const cdc_table_schema *s = decode(a, m, &a->ev, &transient, derr, sizeof derr);
+    if (!s && transient) {
+        schemas_unreadable(a, m, derr);
+        rd_kafka_message_destroy(m);
+        return true;
+    }
     if (!s)
         return poison(a, m, p, derr);
     if (is_repeat(&a->ev, &p->next)) {
