@@ -283,13 +283,26 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
     setup_result r = check_slot(c, &exists, errstr, errstr_size);
     if (r != SETUP_OK)
         return r;
-    if (strcmp(cfg->bootstrap_mode, "never") == 0)
-        return exists ? SETUP_OK : create_slot(c, errstr, errstr_size);
+    bool never = strcmp(cfg->bootstrap_mode, "never") == 0;
+    if (never && !exists)
+        return create_slot(c, errstr, errstr_size);
 
     bootstrap_state state;
     if (bootstrap_state_read(cfg, &state, errstr, errstr_size) != 0)
         return SETUP_RETRY;
     bool unfinished = strcmp(state.state, "loading") == 0;
+    if (never) {
+        if (!unfinished)
+            return SETUP_OK;
+        /* Its stream starts at the load's consistent point: rows the load
+         * did not reach would never be sent. */
+        snprintf(errstr, errstr_size,
+                 "the full load through slot %s did not finish, so streaming from it would skip "
+                 "the rows it did not load; run with bootstrap.mode=initial (or --bootstrap) to "
+                 "load again",
+                 cfg->slot_name);
+        return SETUP_FATAL;
+    }
     if (exists && !c->force_bootstrap && !unfinished) {
         if (strcmp(cfg->bootstrap_mode, "only") == 0) {
             cdc_info("slot %s exists and its full load finished (consistent point %s); "
@@ -821,7 +834,10 @@ int capture_run(const capture_config *cfg, volatile sig_atomic_t *stop)
             break;
         if (sr == SETUP_RETRY) {
             source_problem(&c, c.errbuf);
-            disconnect(&c);
+            /* A producer that failed a delivery (a load's row, a control
+             * record) stays failed: start the next attempt with a new one. */
+            char why[512];
+            end_session(&c, c.em && emitter_broken(c.em, why, sizeof why));
             if (backoff_wait(&c, &backoff) != 0)
                 break;
             continue;

@@ -86,6 +86,10 @@ emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t 
 {
     static const cdc_kv defaults[] = {
         {"enable.idempotence", "true"},
+        /* A message that fails for good stops the producer before anything
+         * after it in its partition is written: no gap that the re-sent
+         * message would then land behind. */
+        {"enable.gapless.guarantee", "true"},
         {"acks", "all"},
         /* Never give up on a message: the stream waits for Kafka instead. */
         {"message.timeout.ms", "0"},

@@ -1113,6 +1113,28 @@ Test(bootstrap, mode_never_streams_only_later_changes)
     cr_assert(strchr(ops, 'u') && strchr(ops, 'd') && strlen(ops) == 4, "ops %s", ops);
 }
 
+/*
+ * The slot of an interrupted load streams from the load's consistent point:
+ * with bootstrap.mode=never it would skip every row the load did not reach.
+ * cdc-capture must refuse, naming the remedy.
+ */
+Test(bootstrap, mode_never_refuses_the_slot_of_an_unfinished_load)
+{
+    static const tspec T[] = {{"big", 150000, 10}, {NULL, 0, 0}};
+    precreate_topic("big", 16);
+    prepare_tables(T);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture1.log", NULL, NULL);
+    if (!kill_during_load("capture1.log", "big", 2000))
+        cr_skip_test("the load finished before the kill");
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture2.log", NULL,
+                     (const char *const[]){"bootstrap.mode=never", NULL});
+    int st;
+    cr_assert_eq(th_proc_wait(&cap, 60000, &st), 0, "capture must not stream from that slot");
+    cr_assert_eq(th_proc_exit_code(&cap), 1, "exit status %d", th_proc_exit_code(&cap));
+    cr_assert(th_wait_log(log_path("capture2.log"), "did not finish", 1000),
+              "the log must say why");
+}
+
 /* ---- 7. --bootstrap on an existing slot ----------------------------------------------- */
 
 Test(bootstrap, bootstrap_flag_reloads_everything_at_a_newer_point)
