@@ -82,6 +82,25 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     tracker_ack(em->tr, seq, ok);
 }
 
+/*
+ * The partition of a keyed event: murmur2 (the Java client's hash, as
+ * librdkafka's murmur2_random) of the key's Avro body. The single-object
+ * header is left out: its fingerprint covers the key schema's properties
+ * (pg.type, enum labels, column names), so a key column widened from
+ * varchar(32) to varchar(64) would otherwise move every key to another
+ * partition, and its later changes could overtake its earlier ones.
+ */
+static int32_t key_partitioner(const rd_kafka_topic_t *rkt, const void *key, size_t keylen,
+                               int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
+{
+    if (key && keylen >= CDC_AVRO_SO_HEADER_LEN) {
+        key = (const uint8_t *)key + CDC_AVRO_SO_HEADER_LEN;
+        keylen -= CDC_AVRO_SO_HEADER_LEN;
+    }
+    return rd_kafka_msg_partitioner_murmur2_random(rkt, key, keylen, partition_cnt, rkt_opaque,
+                                                   msg_opaque);
+}
+
 emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t errstr_size)
 {
     static const cdc_kv defaults[] = {
@@ -93,7 +112,6 @@ emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t 
         {"acks", "all"},
         /* Never give up on a message: the stream waits for Kafka instead. */
         {"message.timeout.ms", "0"},
-        {"partitioner", "murmur2_random"},
         {"queue.buffering.max.kbytes", "65536"},
         {"queue.buffering.max.messages", "100000"},
         {"linger.ms", "20"},
@@ -109,6 +127,17 @@ emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t 
         opts->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
     if (!conf)
         goto fail;
+    /* kafka.partitioner, when given, is the user's choice and stays. */
+    if (!cdc_kv_get(opts->kafka, "partitioner")) {
+        rd_kafka_topic_conf_t *tc = rd_kafka_conf_get_default_topic_conf(conf);
+        if (tc) {
+            rd_kafka_topic_conf_set_partitioner_cb(tc, key_partitioner);
+        } else {
+            tc = rd_kafka_topic_conf_new();
+            rd_kafka_topic_conf_set_partitioner_cb(tc, key_partitioner);
+            rd_kafka_conf_set_default_topic_conf(conf, tc);
+        }
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, em);
     char err[512];

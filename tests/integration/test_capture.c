@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdc/avro_bin.h"
 #include "harness_cdc.h"
 
 static th_pg pg;
@@ -441,4 +442,43 @@ Test(capture, password_is_never_logged)
     fclose(f);
     cr_assert(strstr(buf, "Sup3rS3cret") == NULL, "password in the log:\n%s", buf);
     cr_assert(strstr(buf, "password=********") != NULL, "%s", buf);
+}
+
+/*
+ * Widening a key column changes the key schema (its pg.type) and so the
+ * fingerprint in the key's header, not the key's Avro body. Every event of
+ * one key must stay in one partition, or a consumer of the new partition
+ * could apply a key's later change before its earlier ones.
+ */
+Test(capture, a_key_keeps_its_partition_when_the_key_schema_changes)
+{
+    th_sql(db, "CREATE TABLE wk (id varchar(32) PRIMARY KEY, v int)");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(db, "INSERT INTO wk SELECT 'key-' || g, g FROM generate_series(1, 64) g");
+    th_sql(db, "ALTER TABLE wk ALTER COLUMN id TYPE varchar(64)");
+    th_sql(db, "UPDATE wk SET v = v + 1000");
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 60000), "the slot did not catch up");
+    th_msgs *m = read_table("public", "wk", 128);
+    uint64_t fp_first = 0, fp_last = 0;
+    int moved = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        const th_msg *a = &m->v[i];
+        cr_assert(a->key && a->key_len > CDC_AVRO_SO_HEADER_LEN);
+        uint64_t fp = 0;
+        memcpy(&fp, a->key + 2, sizeof fp);
+        if (!fp_first)
+            fp_first = fp;
+        fp_last = fp;
+        for (size_t j = i + 1; j < m->n; j++) {
+            const th_msg *b = &m->v[j];
+            if (b->key_len == a->key_len &&
+                memcmp(b->key + CDC_AVRO_SO_HEADER_LEN, a->key + CDC_AVRO_SO_HEADER_LEN,
+                       a->key_len - CDC_AVRO_SO_HEADER_LEN) == 0 &&
+                b->partition != a->partition)
+                moved++;
+        }
+    }
+    cr_assert_neq(fp_first, fp_last, "the key schema was expected to change with the column type");
+    cr_assert_eq(moved, 0, "%d pairs of events of one key are in different partitions", moved);
+    th_msgs_free(m);
 }
