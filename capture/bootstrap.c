@@ -200,7 +200,8 @@ typedef struct table_info {
     char replident;
     char *columns;   /* quoted column list for the SELECT */
     char *rowfilter; /* publication row filter or NULL */
-    int64_t pages;
+    int64_t pages; /* 0 for a partitioned table: one task, no block ranges */
+    bool partitioned;
     double estimate; /* reltuples */
     pgo_msg relmsg;  /* a Relation message built from the catalog */
     pgo_relcol *cols;
@@ -313,7 +314,8 @@ static boot_status load_catalog(loader *L, PGconn *c)
         c,
         "SELECT cl.oid, pt.schemaname, pt.tablename, cl.relreplident, "
         "  pg_catalog.pg_relation_size(cl.oid) / pg_catalog.current_setting('block_size')::int, "
-        "  cl.reltuples, pg_catalog.has_table_privilege(cl.oid, 'SELECT'), pt.rowfilter "
+        "  cl.reltuples, pg_catalog.has_table_privilege(cl.oid, 'SELECT'), pt.rowfilter, "
+        "  cl.relkind "
         "FROM pg_catalog.pg_publication_tables pt "
         "JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname "
         "JOIN pg_catalog.pg_class cl ON cl.relnamespace = n.oid AND cl.relname = pt.tablename "
@@ -338,6 +340,9 @@ static boot_status load_catalog(loader *L, PGconn *c)
         if (t->estimate < 0)
             t->estimate = 0;
         t->rowfilter = PQgetisnull(res, i, 7) ? NULL : cdc_xstrdup(PQgetvalue(res, i, 7));
+        /* A partitioned table (listed under publish_via_partition_root) has
+         * no rows of its own: it is read whole, through its partitions. */
+        t->partitioned = PQgetvalue(res, i, 8)[0] == 'p';
         if (PQgetvalue(res, i, 6)[0] != 't') {
             snprintf(L->err, L->errsz,
                      "table %s.%s cannot be read (no SELECT privilege); grant it, or leave the "
@@ -444,7 +449,8 @@ static int start_task(loader *L, worker *w)
     char *rel = PQescapeIdentifier(w->conn, t->rel, strlen(t->rel));
     cdc_buf sql;
     cdc_buf_init(&sql);
-    cdc_buf_printf(&sql, "COPY (SELECT %s FROM ONLY %s.%s", t->columns, nsp, rel);
+    cdc_buf_printf(&sql, "COPY (SELECT %s FROM %s%s.%s", t->columns, t->partitioned ? "" : "ONLY ",
+                   nsp, rel);
     const char *and = " WHERE ";
     if (tk->from >= 0) {
         cdc_buf_printf(&sql, "%sctid >= '(%lld,0)'::tid", and, (long long)tk->from);

@@ -1135,6 +1135,39 @@ Test(bootstrap, mode_never_refuses_the_slot_of_an_unfinished_load)
               "the log must say why");
 }
 
+/*
+ * A publication WITH (publish_via_partition_root = true) lists the
+ * partitioned table, which holds no rows itself: the load must read it
+ * through its partitions, under the root's name, like the stream does.
+ */
+Test(bootstrap, partitioned_table_published_via_its_root_is_loaded_whole)
+{
+    th_sql(src, "CREATE TABLE pt (id bigint PRIMARY KEY, v int) PARTITION BY RANGE (id);"
+                "CREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (1000);"
+                "CREATE TABLE pt_2 PARTITION OF pt FOR VALUES FROM (1000) TO (MAXVALUE);"
+                "INSERT INTO pt SELECT g, g FROM generate_series(1, 2000) g;"
+                "CREATE PUBLICATION cdc FOR TABLE pt WITH (publish_via_partition_root = true)");
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL, NULL);
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    th_sql(src, "INSERT INTO pt VALUES (5000, 1)");
+    wait_caught_up();
+    th_msgs *m = read_all("pt", 30000);
+    cdc_event ev;
+    cdc_event_init(&ev);
+    long r = 0, c = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (!m->v[i].value)
+            continue;
+        decode(&m->v[i], &ev);
+        r += ev.op == 'r';
+        c += ev.op == 'c';
+    }
+    cdc_event_free(&ev);
+    th_msgs_free(m);
+    cr_assert_eq(r, 2000, "%ld r events for the 2,000 rows of pt's partitions", r);
+    cr_assert_eq(c, 1, "%ld inserts streamed after the load", c);
+}
+
 /* ---- 7. --bootstrap on an existing slot ----------------------------------------------- */
 
 Test(bootstrap, bootstrap_flag_reloads_everything_at_a_newer_point)
