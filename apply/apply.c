@@ -108,8 +108,8 @@ typedef struct applier {
     char *schemas_topic;
     char *bootstrap_topic; /* capture's state topic: not events */
     flight fl;
-    bool need_resync; /* re-read positions and seek every partition */
-    int exit_status;  /* set when the daemon must stop with an error */
+    bool need_resync;  /* re-read positions and seek every partition */
+    int exit_status;   /* set when the daemon must stop with an error */
     int seek_failures; /* in a row: the read position could not be set */
     cdc_event ev;
     /* Counters for the periodic progress line. */
@@ -281,8 +281,9 @@ static bool reposition(applier *a, part_state *p)
      * positioned at all stops the daemon (a restart re-reads the record).
      */
     rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
-    const char *why = e ? rd_kafka_error_string(e)
-                        : l->elems[0].err ? rd_kafka_err2str(l->elems[0].err) : NULL;
+    const char *why = e                 ? rd_kafka_error_string(e)
+                      : l->elems[0].err ? rd_kafka_err2str(l->elems[0].err)
+                                        : NULL;
     bool ok = why == NULL;
     if (!ok) {
         cdc_warn("cannot set the read position of %s [%d] to its record: %s", p->topic,

@@ -845,8 +845,8 @@ static void name_add(char ***names, size_t *n, const char *name)
  * use). A table created by hand without one gets the merge path, whose
  * ON CONFLICT then fails loudly, instead of a second row per key.
  */
-static target_status check_direct(target *t, const cdc_table_schema *s, const char *qname,
-                                  bool *ok, char *errstr, size_t errstr_size)
+static target_status check_direct(target *t, const cdc_table_schema *s, const char *qname, bool *ok,
+                                  char *errstr, size_t errstr_size)
 {
     *ok = false;
     if (name_in(t->merge_only, t->nmerge_only, qname))
@@ -863,16 +863,16 @@ static target_status check_direct(target *t, const cdc_table_schema *s, const ch
     cdc_buf_putc(&keys, '}');
     const char *vals[] = {qname, cdc_buf_cstr(&keys)};
     PGresult *res = NULL;
-    target_status r = run_params(
-        t,
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
-        "WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indimmediate "
-        "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
-        "(SELECT array_agg(a.attname::text ORDER BY a.attname::text) "
-        " FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid "
-        " AND a.attnum = ANY (i.indkey[0:i.indnkeyatts - 1])) = "
-        "(SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))",
-        2, vals, &res, errstr, errstr_size);
+    target_status r =
+        run_params(t,
+                   "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+                   "WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indimmediate "
+                   "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+                   "(SELECT array_agg(a.attname::text ORDER BY a.attname::text) "
+                   " FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid "
+                   " AND a.attnum = ANY (i.indkey[0:i.indnkeyatts - 1])) = "
+                   "(SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))",
+                   2, vals, &res, errstr, errstr_size);
     cdc_buf_free(&keys);
     if (r != TARGET_OK)
         return r;

@@ -200,7 +200,7 @@ typedef struct table_info {
     char replident;
     char *columns;   /* quoted column list for the SELECT */
     char *rowfilter; /* publication row filter or NULL */
-    int64_t pages; /* 0 for a partitioned table: one task, no block ranges */
+    int64_t pages;   /* 0 for a partitioned table: one task, no block ranges */
     bool partitioned;
     double estimate; /* reltuples */
     pgo_msg relmsg;  /* a Relation message built from the catalog */

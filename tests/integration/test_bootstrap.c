@@ -441,9 +441,8 @@ static size_t load_events(PGconn *c, const tspec *t)
                 copy_text(&r, th_col(sc, &ev, true, "pad"));
                 cdc_buf_putc(&r, '\t');
                 copy_hex(&r, x->key, x->key_len);
-                cdc_buf_printf(&r, "\t%d\t%lld\t%lld\t%lld\t", x->partition,
-                               (long long)x->offset, (long long)ev.commit_lsn,
-                               (long long)ev.ordinal);
+                cdc_buf_printf(&r, "\t%d\t%lld\t%lld\t%lld\t", x->partition, (long long)x->offset,
+                               (long long)ev.commit_lsn, (long long)ev.ordinal);
                 copy_text(&r, ev.snapshot);
                 cdc_buf_putc(&r, '\n');
             } else {
@@ -562,8 +561,8 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
              "commit_lsn FROM ev_s WHERE commit_lsn < %ld ORDER BY commit_lsn",
              lsn);
     long early = sql_long(c, "SELECT count(*) FROM (%s) e", q);
-    cr_assert_eq(early, 0, "%ld streamed events before the consistent point %ld:\n  %s", early,
-                 lsn, sample(c, q));
+    cr_assert_eq(early, 0, "%ld streamed events before the consistent point %ld:\n  %s", early, lsn,
+                 sample(c, q));
     snprintf(q, sizeof q,
              "SELECT tbl || ' id ' || id || ' ordinal ' || ordinal FROM ev_r "
              "WHERE commit_lsn = %ld AND ordinal >= 0",
