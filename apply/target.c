@@ -259,6 +259,21 @@ target_status target_savepoint(target *t, const char *cmd, char *errstr, size_t 
 
 static void part_arrays(cdc_buf *topics, cdc_buf *nums, const target_part *parts, size_t n);
 
+/* Run `sql` with $1 = the group, $2/$3 = the parts' topics and partitions as arrays. */
+static target_status run_on_parts(target *t, const char *sql, const target_part *parts, size_t n,
+                                  PGresult **res, char *errstr, size_t errstr_size)
+{
+    cdc_buf topics, nums;
+    cdc_buf_init(&topics);
+    cdc_buf_init(&nums);
+    part_arrays(&topics, &nums, parts, n);
+    const char *vals[] = {t->group_id, cdc_buf_cstr(&topics), cdc_buf_cstr(&nums)};
+    target_status r = run_params(t, sql, 3, vals, res, errstr, errstr_size);
+    cdc_buf_free(&topics);
+    cdc_buf_free(&nums);
+    return r;
+}
+
 /*
  * A partition with no row yet has nothing to lock: two processes that both
  * believe they own it (one lost it in a rebalance it has not noticed) would
@@ -277,11 +292,6 @@ static target_status claim_new_positions(target *t, const target_part *parts, si
             fresh[nf++] = parts[i];
     target_status r = TARGET_OK;
     if (nf > 0) {
-        cdc_buf topics, nums;
-        cdc_buf_init(&topics);
-        cdc_buf_init(&nums);
-        part_arrays(&topics, &nums, fresh, nf);
-        const char *vals[] = {t->group_id, cdc_buf_cstr(&topics), cdc_buf_cstr(&nums)};
         cdc_buf_reset(&t->sql);
         cdc_buf_printf(&t->sql,
                        "INSERT INTO %s.apply_positions "
@@ -290,41 +300,24 @@ static target_status claim_new_positions(target *t, const target_part *parts, si
                        "FROM unnest($2::text[], $3::int[]) AS u(topic, partition) "
                        "ORDER BY 2, 3 ON CONFLICT DO NOTHING",
                        t->state_schema);
-        r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, NULL, errstr, errstr_size);
-        cdc_buf_free(&topics);
-        cdc_buf_free(&nums);
+        r = run_on_parts(t, cdc_buf_cstr(&t->sql), fresh, nf, NULL, errstr, errstr_size);
     }
     free(fresh);
     return r;
 }
 
+/* The one-partition form of target_check_positions (same claim, same lock). */
 target_status target_check_position(target *t, const char *topic, int32_t partition,
                                     int64_t expected_next, bool *matches, char *errstr,
                                     size_t errstr_size)
 {
-    target_part claim = {.topic = topic,
-                         .partition = partition,
-                         .expected_next = expected_next,
-                         .pos = {.next_offset = 0}};
-    target_status r0 = claim_new_positions(t, &claim, 1, errstr, errstr_size);
-    if (r0 != TARGET_OK)
-        return r0;
-    char part[16];
-    snprintf(part, sizeof part, "%d", partition);
-    const char *vals[] = {t->group_id, topic, part};
-    cdc_buf_reset(&t->sql);
-    cdc_buf_printf(&t->sql,
-                   "SELECT next_offset FROM %s.apply_positions "
-                   "WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-                   t->state_schema);
-    PGresult *res = NULL;
-    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, &res, errstr, errstr_size);
-    if (r != TARGET_OK)
-        return r;
-    int64_t stored = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
-    *matches = stored == expected_next;
-    PQclear(res);
-    return TARGET_OK;
+    target_part part = {.topic = topic,
+                        .partition = partition,
+                        .expected_next = expected_next,
+                        .pos = {.next_offset = 0}}; /* a position will be saved: claim it */
+    target_status r = target_check_positions(t, &part, 1, errstr, errstr_size);
+    *matches = part.matches;
+    return r;
 }
 
 target_status target_save_position(target *t, const char *topic, int32_t partition,
@@ -391,14 +384,9 @@ target_status target_check_positions(target *t, target_part *parts, size_t n, ch
 {
     if (n == 0)
         return TARGET_OK;
-    target_status r0 = claim_new_positions(t, parts, n, errstr, errstr_size);
-    if (r0 != TARGET_OK)
-        return r0;
-    cdc_buf topics, nums;
-    cdc_buf_init(&topics);
-    cdc_buf_init(&nums);
-    part_arrays(&topics, &nums, parts, n);
-    const char *vals[] = {t->group_id, cdc_buf_cstr(&topics), cdc_buf_cstr(&nums)};
+    target_status r = claim_new_positions(t, parts, n, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
     cdc_buf_reset(&t->sql);
     cdc_buf_printf(&t->sql,
                    "SELECT p.topic, p.partition, p.next_offset FROM %s.apply_positions p "
@@ -407,9 +395,7 @@ target_status target_check_positions(target *t, target_part *parts, size_t n, ch
                    "WHERE p.group_id = $1 ORDER BY p.topic, p.partition FOR UPDATE OF p",
                    t->state_schema);
     PGresult *res = NULL;
-    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 3, vals, &res, errstr, errstr_size);
-    cdc_buf_free(&topics);
-    cdc_buf_free(&nums);
+    r = run_on_parts(t, cdc_buf_cstr(&t->sql), parts, n, &res, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
     for (size_t i = 0; i < n; i++) {
