@@ -854,6 +854,8 @@ static void insert_big(int from, int to)
 
 static void big_setup(void)
 {
+    if (th_broker_external())
+        cr_skip_test("needs cdc-devbroker's 5 MB limit per partition");
     char topic[256];
     th_topic("public", "big", topic, sizeof topic);
     th_broker_cmd(&broker, "create %s 1", topic);
@@ -874,8 +876,6 @@ static void assert_stops_with(const char *log, const char *needle)
 
 Test(apply_faults, a_new_target_refuses_a_partition_whose_first_events_were_deleted)
 {
-    if (th_broker_external())
-        cr_skip_test("needs cdc-devbroker's 5 MB limit per partition");
     big_setup();
     insert_big(1, 8000);
     start_apply(&app, "apply.log", NULL);
@@ -889,8 +889,6 @@ Test(apply_faults, a_new_target_refuses_a_partition_whose_first_events_were_dele
 
 Test(apply_faults, a_recorded_position_deleted_by_retention_stops_cdc_apply)
 {
-    if (th_broker_external())
-        cr_skip_test("needs cdc-devbroker's 5 MB limit per partition");
     big_setup();
     insert_big(1, 100);
     start_apply(&app, "apply1.log", NULL);
