@@ -532,6 +532,37 @@ static bool key_changed(const relation *r, const pgo_tuple *old, const pgo_tuple
     return false;
 }
 
+static bool key_unchanged_toast(const relation *r, const pgo_tuple *t)
+{
+    for (int k = 0; k < r->nkey; k++)
+        if (t->values[r->key_idx[k]].kind == 'u')
+            return true;
+    return false;
+}
+
+/*
+ * A copy of `after` (to free: its values) whose unchanged TOASTed values are
+ * taken from `before` where it has them; only the key columns if key_only.
+ */
+static pgo_tuple fill_unchanged(const relation *r, const pgo_tuple *before, const pgo_tuple *after,
+                                bool key_only)
+{
+    pgo_value *vals = cdc_xmalloc((size_t)after->ncols * sizeof *vals);
+    memcpy(vals, after->values, (size_t)after->ncols * sizeof *vals);
+    if (key_only) {
+        for (int k = 0; k < r->nkey; k++) {
+            int i = r->key_idx[k];
+            if (vals[i].kind == 'u' && before->values[i].kind == 't')
+                vals[i] = before->values[i];
+        }
+    } else {
+        for (uint16_t i = 0; i < after->ncols; i++)
+            if (vals[i].kind == 'u' && before->values[i].kind == 't')
+                vals[i] = before->values[i];
+    }
+    return (pgo_tuple){after->ncols, vals};
+}
+
 emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *before,
                            const pgo_tuple *after, event_ctx *ctx, char *errstr, size_t errstr_size)
 {
@@ -562,14 +593,21 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
          * as unchanged and a consumer cannot fill it (cdc-apply stops and
          * says so): see README, "Known limits".
          */
-        pgo_value *vals = cdc_xmalloc((size_t)after->ncols * sizeof *vals);
-        for (uint16_t i = 0; i < after->ncols; i++)
-            vals[i] = after->values[i].kind == 'u' && before->values[i].kind == 't'
-                          ? before->values[i]
-                          : after->values[i];
-        pgo_tuple whole = {after->ncols, vals};
+        pgo_tuple whole = fill_unchanged(r, before, after, false);
         st = emit_one(em, r, 'c', NULL, &whole, &whole, ctx, errstr, errstr_size);
-        free(vals);
+        free(whole.values);
+        return st;
+    }
+    if (op == 'u' && before && after && key_unchanged_toast(r, after)) {
+        /*
+         * A key column that is an unchanged TOASTed value is not in the new
+         * tuple, but PostgreSQL then logs the old key (flattened) whatever
+         * the replica identity: take the key from there, for the event's
+         * key and its `after`.
+         */
+        pgo_tuple keyed = fill_unchanged(r, before, after, true);
+        emit_status st = emit_one(em, r, op, before, &keyed, &keyed, ctx, errstr, errstr_size);
+        free(keyed.values);
         return st;
     }
     const pgo_tuple *keyt = op == 'd' ? before : after;

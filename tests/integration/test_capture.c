@@ -317,6 +317,36 @@ Test(capture, unchanged_toast_column_is_listed_not_sent)
     th_msgs_free(m);
 }
 
+/*
+ * A key column stored out of line that an update leaves alone: the new row
+ * lists it as unchanged, but PostgreSQL then logs the old key (flattened)
+ * under any replica identity, and the event must carry the key from there.
+ */
+Test(capture, update_leaving_a_toasted_key_alone_carries_the_key)
+{
+    th_sql(db, "CREATE TABLE notes (k text PRIMARY KEY, version int)");
+    th_sql(db, "ALTER TABLE notes ALTER COLUMN k SET STORAGE EXTERNAL");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    /* 2,601 bytes: out of line, yet short enough for the btree */
+    th_sql(db, "INSERT INTO notes SELECT repeat('k', 2600) || g, 1 FROM generate_series(1, 2) g");
+    th_sql(db, "UPDATE notes SET version = 2 WHERE k = repeat('k', 2600) || '1'");
+    th_msgs *m = read_table("public", "notes", 3);
+    char key[2700];
+    char *ks = th_sql_value(db, "SELECT repeat('k', 2600)");
+    snprintf(key, sizeof key, "{\"k\": \"%s1\"}", ks);
+    free(ks);
+    const th_msg *u = find(m, key, 'u', 0);
+    cdc_event ev;
+    cdc_event_init(&ev);
+    cdc_table_schema *s = th_decode(broker.bootstrap, reg, u, &ev);
+    cr_assert_str_eq(th_col(s, &ev, true, "version"), "2");
+    cr_assert_eq(strlen(th_col(s, &ev, true, "k")), 2601, "after carries the key");
+    cr_assert(strstr(u->value_json, "\"unchanged_toast\": []") != NULL, "%s", u->value_json);
+    cdc_table_schema_free(s);
+    cdc_event_free(&ev);
+    th_msgs_free(m);
+}
+
 Test(capture, keyless_full_identity_table_uses_partition_zero)
 {
     th_sql(db, "CREATE TABLE ledger (account int, amount numeric(10,2))");
