@@ -1146,13 +1146,24 @@ static bool handle_truncate(applier *a, part_state *p, const cdc_table_schema *s
         handle_retry(a);
         return true;
     }
-    bool done = false;
+    bool done = false, moved = false;
     target_status r = target_begin(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_OK)
         r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
     if (r == TARGET_OK)
         r = target_truncate_arrive(a->tgt, s, p->topic, p->partition, n, a->ev.commit_lsn,
-                                   a->ev.ordinal, m->offset, &done, a->err, sizeof a->err);
+                                   a->ev.ordinal, m->offset, p->stored.next_offset, &done, &moved,
+                                   a->err, sizeof a->err);
+    if (r == TARGET_OK && moved) {
+        /* Another owner got further (or completed this truncate): read on
+         * from where the target says. */
+        target_rollback(a->tgt);
+        cdc_info("%s [%d] was moved on by another process; reading from its position", p->topic,
+                 p->partition);
+        drop_batch(a);
+        a->need_resync = true;
+        return true;
+    }
     if (r == TARGET_OK)
         r = target_commit(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_RETRY) {

@@ -987,8 +987,8 @@ target_status target_clear_stage(target *t, const cdc_table_schema *s, char *err
 
 target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const char *topic,
                                      int32_t partition, int npartitions, uint64_t commit_lsn,
-                                     int64_t ordinal, int64_t offset, bool *done, char *errstr,
-                                     size_t errstr_size)
+                                     int64_t ordinal, int64_t offset, int64_t expected_next,
+                                     bool *done, bool *moved, char *errstr, size_t errstr_size)
 {
     char part[16], lsn[24], ord[24], off[24];
     snprintf(part, sizeof part, "%d", partition);
@@ -996,6 +996,35 @@ target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const
     snprintf(ord, sizeof ord, "%lld", (long long)ordinal);
     snprintf(off, sizeof off, "%lld", (long long)offset);
     *done = false;
+    *moved = false;
+    /*
+     * One completer per truncate, whichever process arrives last: arrivals
+     * of one topic take turns, so none can see a truncate half completed.
+     */
+    const char *v2[] = {t->group_id, topic};
+    target_status r = run_params(t,
+                                 "SELECT pg_catalog.pg_advisory_xact_lock(7462, "
+                                 "pg_catalog.hashtext($1 || '/' || $2))",
+                                 2, v2, NULL, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    /*
+     * The partition's position must still be the one its owner read. If
+     * another process completed this truncate since, it moved the position
+     * past it; arriving now would leave a row that a later truncate would
+     * count as this partition's arrival there.
+     */
+    target_part me = {.topic = topic,
+                      .partition = partition,
+                      .expected_next = expected_next,
+                      .pos = {.next_offset = -1}}; /* nothing saved: no claim */
+    r = target_check_positions(t, &me, 1, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    if (!me.matches) {
+        *moved = true;
+        return TARGET_OK;
+    }
     const char *v6[] = {t->group_id, topic, part, lsn, ord, off};
     cdc_buf *sql = &t->sql;
     cdc_buf_reset(sql);
@@ -1004,15 +1033,7 @@ target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const
                    "(group_id, topic, partition, commit_lsn, ordinal, event_offset) "
                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                    t->state_schema);
-    target_status r = run_params(t, cdc_buf_cstr(sql), 6, v6, NULL, errstr, errstr_size);
-    if (r != TARGET_OK)
-        return r;
-    /* One completer per truncate, whichever process arrives last. */
-    const char *v2[] = {t->group_id, topic};
-    r = run_params(t,
-                   "SELECT pg_catalog.pg_advisory_xact_lock(7462, "
-                   "pg_catalog.hashtext($1 || '/' || $2))",
-                   2, v2, NULL, errstr, errstr_size);
+    r = run_params(t, cdc_buf_cstr(sql), 6, v6, NULL, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
     /*

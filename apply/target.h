@@ -102,11 +102,12 @@ target_status target_truncate(target *t, const cdc_table_schema *s, char *errstr
  * at `offset`, then, if every one of `npartitions` partitions has, apply
  * the truncate and move each of those partitions' position past its
  * truncate event. *done tells whether the truncate is applied (by this call
- * or earlier).
+ * or earlier). *moved: the partition's recorded next offset is not
+ * `expected_next` (another process moved it); nothing was recorded.
  */
 target_status target_truncate_arrive(target *t, const cdc_table_schema *s, const char *topic,
                                      int32_t partition, int npartitions, uint64_t commit_lsn,
-                                     int64_t ordinal, int64_t offset, bool *done, char *errstr,
-                                     size_t errstr_size);
+                                     int64_t ordinal, int64_t offset, int64_t expected_next,
+                                     bool *done, bool *moved, char *errstr, size_t errstr_size);
 
 #endif
