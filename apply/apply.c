@@ -84,6 +84,20 @@ typedef struct schema_entry {
     cdc_table_schema *s;
 } schema_entry;
 
+/* An event the one-by-one pass dead-letters once the pass is through. */
+typedef struct dead_letter {
+    size_t msg; /* index in applier.msgs */
+    char table[600];
+    char error[1024];
+} dead_letter;
+
+/* A dead letter Kafka holds whose event's position is not committed yet. */
+typedef struct sent_letter {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} sent_letter;
+
 typedef struct applier {
     const apply_config *cfg;
     volatile sig_atomic_t *stop;
@@ -91,6 +105,10 @@ typedef struct applier {
     rd_kafka_t *dlq;
     int dlq_pending;
     int dlq_failed;
+    dead_letter *dead; /* of the pass under way */
+    size_t ndead, capdead;
+    sent_letter *sent; /* sent by a pass that was then replayed: not again */
+    size_t nsent;
     target *tgt;      /* writers[0]: also positions, truncates, event by event */
     target **writers; /* target.connections of them */
     int nwriters;
@@ -582,6 +600,55 @@ static bool dlq_flush(applier *a)
     return ok;
 }
 
+static bool letter_sent(const applier *a, const rd_kafka_message_t *m)
+{
+    for (size_t i = 0; i < a->nsent; i++)
+        if (a->sent[i].offset == m->offset && a->sent[i].partition == m->partition &&
+            strcmp(a->sent[i].topic, rd_kafka_topic_name(m->rkt)) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Send the pass's dead letters, all at once when the pass has been through
+ * every event: a pass cut short (target lost, schema unreadable) and
+ * replayed sent nothing. One that Kafka confirmed for a pass whose commit
+ * then failed is remembered, and not sent again by the replay.
+ */
+static bool send_dead_letters(applier *a)
+{
+    size_t first_new = a->nsent;
+    for (size_t i = 0; i < a->ndead; i++) {
+        const rd_kafka_message_t *m = a->msgs[a->dead[i].msg];
+        if (letter_sent(a, m))
+            continue;
+        if (dlq_send(a, m, a->dead[i].table, a->dead[i].error) != 0)
+            return false;
+        a->sent = cdc_xrealloc(a->sent, (a->nsent + 1) * sizeof *a->sent);
+        a->sent[a->nsent++] =
+            (sent_letter){cdc_xstrdup(rd_kafka_topic_name(m->rkt)), m->partition, m->offset};
+    }
+    if (dlq_flush(a))
+        return true;
+    while (a->nsent > first_new) /* not known to be in Kafka */
+        free(a->sent[--a->nsent].topic);
+    return false;
+}
+
+/* After a commit: forget the letters of events now behind the positions. */
+static void forget_sent_letters(applier *a)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < a->nsent; i++) {
+        const part_state *p = find_part(a, a->sent[i].topic, a->sent[i].partition);
+        if (!p || a->sent[i].offset < p->stored.next_offset)
+            free(a->sent[i].topic);
+        else
+            a->sent[keep++] = a->sent[i];
+    }
+    a->nsent = keep;
+}
+
 /* ---- writing ---- */
 
 /* The pending partitions of the batch, for the batch position statements. */
@@ -999,6 +1066,7 @@ static bool flush_now(applier *a)
 static bool apply_one_by_one(applier *a)
 {
     bool tolerate = strcmp(a->cfg->errors_tolerance, "all") == 0;
+    a->ndead = 0;
     for (size_t i = 0; i < a->nparts; i++)
         a->parts[i].pending = false;
     target_status r = target_begin(a->tgt, a->err, sizeof a->err);
@@ -1087,25 +1155,29 @@ static bool apply_one_by_one(applier *a)
                 stop = true;
                 break;
             }
-            char errcopy[1024];
-            snprintf(errcopy, sizeof errcopy, "%s", error);
-            if (dlq_send(a, m, tname, errcopy) != 0) {
-                r = TARGET_RETRY;
-                break;
+            if (a->ndead == a->capdead) {
+                a->capdead = a->capdead ? a->capdead * 2 : 8;
+                a->dead = cdc_xrealloc(a->dead, a->capdead * sizeof *a->dead);
             }
+            dead_letter *d = &a->dead[a->ndead++];
+            d->msg = i;
+            snprintf(d->table, sizeof d->table, "%s", tname);
+            snprintf(d->error, sizeof d->error, "%s", error);
         }
         p->next = after;
     }
-    if (r == TARGET_OK && !dlq_flush(a)) {
+    if (r == TARGET_OK && !send_dead_letters(a)) {
         snprintf(a->err, sizeof a->err, "dead-letter topic unavailable");
         r = TARGET_RETRY;
     }
+    a->ndead = 0;
     if (r == TARGET_OK)
         r = save_positions(a);
     if (r == TARGET_OK)
         r = target_commit(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_OK) {
         positions_committed(a);
+        forget_sent_letters(a);
         drop_batch(a);
         if (stop)
             a->exit_status = 1;
@@ -1574,6 +1646,10 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     clear_parts(&a);
     free(a.parts);
     free(a.tparts);
+    free(a.dead);
+    for (size_t i = 0; i < a.nsent; i++)
+        free(a.sent[i].topic);
+    free(a.sent);
     free(a.tables);
     free(a.msgs);
     free(a.fl.msgs);

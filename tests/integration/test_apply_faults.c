@@ -467,6 +467,55 @@ Test(apply_faults, tolerance_all_sends_poison_to_the_dlq_and_applies_the_rest)
     stop_clean(&app, "cdc-apply");
 }
 
+/*
+ * A one-by-one pass that is cut short and replayed must dead-letter its
+ * rejected row once. Here the target connection dies in the pass, at the
+ * event after the rejected one: a trigger kills its own backend at the
+ * first one-row insert (the pass writes one row at a time; the batch
+ * before it fails on the CHECK and fires no statement trigger).
+ */
+Test(apply_faults, a_replayed_one_by_one_pass_dead_letters_once)
+{
+    th_sql(src, "CREATE TABLE letters (id int PRIMARY KEY, amount int)");
+    const char *const one[] = {"topic.partitions=1", NULL}; /* the pass goes in offset order */
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", one);
+    th_sql(src, "INSERT INTO letters VALUES (1, 1)");
+    const char *const all[] = {"errors.tolerance=all", NULL};
+    start_apply(&app, "apply1.log", all);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"letters", NULL}, CONVERGE_MS,
+                             &app);
+    stop_clean(&app, "cdc-apply");
+
+    th_sql(dst, "ALTER TABLE letters ADD CONSTRAINT small CHECK (amount < 1000)");
+    th_sql(dst, "CREATE SEQUENCE once");
+    th_sql(dst, "CREATE FUNCTION kill_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF (SELECT count(*) FROM fresh) = 1 AND nextval('once') = 1 THEN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END $$");
+    th_sql(dst, "CREATE TRIGGER kill_once AFTER INSERT ON letters REFERENCING NEW TABLE AS fresh "
+                "FOR EACH STATEMENT EXECUTE FUNCTION kill_once()");
+    /* All in Kafka before cdc-apply returns, so they make one batch. */
+    th_sql(src, "BEGIN; INSERT INTO letters VALUES (2, 5000); "
+                "INSERT INTO letters SELECT g, g FROM generate_series(3, 10) g; COMMIT");
+    cr_assert(th_wait_slot(src, "cdc", th_wal_lsn(src), 60000), "the slot did not catch up");
+    start_apply(&app, "apply2.log", all);
+
+    char diff[8192];
+    cr_assert(th_wait_same_rows(&pg, "src", "(SELECT * FROM letters WHERE id <> 2)", "dst",
+                                "letters", CONVERGE_MS, diff, sizeof diff),
+              "the rows around the rejected one were not applied:\n%s", diff);
+    cr_assert_geq(try_long(dst, "SELECT last_value FROM once"), 2,
+                  "the pass was not cut short and replayed: the test proves nothing");
+    char dlq[256];
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    /* Dead letters are in Kafka before their batch commits. */
+    th_hmsgs *d = th_consume_headers(broker.bootstrap, dlq, 0, 10000);
+    cr_assert_eq(d->n, 1, "%zu dead letters for one rejected row", d->n);
+    cr_assert(strstr(th_hdr(&d->v[0], "cdc.error"), "small") != NULL, "%s",
+              th_hdr(&d->v[0], "cdc.error"));
+    th_hmsgs_free(d);
+    stop_clean(&app, "cdc-apply");
+}
+
 Test(apply_faults, tolerance_none_stops_at_the_rejected_row_and_resumes_there)
 {
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
