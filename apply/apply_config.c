@@ -5,6 +5,7 @@
 
 #include "apply.h"
 #include "cdc/buf.h"
+#include "cdc/kafka.h"
 #include "cdc/log.h"
 
 #define K(field) offsetof(apply_config, field)
@@ -62,8 +63,10 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
         return r;
     if (cdc_config_check_conninfo("target.conninfo", cfg->target_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    if (!*cfg->topic_prefix) {
-        snprintf(errstr, errstr_size, "topic.prefix: must not be empty");
+    if (!cdc_topic_name_ok(cfg->topic_prefix, 200)) {
+        snprintf(errstr, errstr_size,
+                 "topic.prefix: invalid value '%s' (letters, digits, '.', '_', '-'; at most 200)",
+                 cfg->topic_prefix);
         return CDC_CFG_ERROR;
     }
     if (!*cfg->group_id) {
@@ -80,6 +83,11 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
         cdc_buf_init(&b);
         cdc_buf_printf(&b, "%s.dlq", cfg->topic_prefix);
         cfg->dlq_topic = (char *)b.data;
+    } else if (!cdc_topic_name_ok(cfg->dlq_topic, 249)) {
+        snprintf(errstr, errstr_size,
+                 "dlq.topic: invalid value '%s' (letters, digits, '.', '_', '-'; at most 249)",
+                 cfg->dlq_topic);
+        return CDC_CFG_ERROR;
     }
     cdc_log_level lvl;
     cdc_log_parse_level(cfg->log_level, &lvl);

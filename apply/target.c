@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "cdc/buf.h"
+#include "cdc/config.h"
 #include "cdc/fingerprint.h"
 #include "cdc/log.h"
 #include "sqlgen.h"
@@ -150,11 +151,14 @@ static void quiet(void *arg, const char *msg)
 }
 
 /* A new connection to the target with these server options (check its status). */
-static PGconn *open_conn(const target *t, const char *options)
+static PGconn *open_conn(const target *t, const char *ours)
 {
+    char *options = cdc_pg_options(t->conninfo, ours);
     const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
     const char *vals[] = {t->conninfo, options, "cdc-apply", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    free(options);
+    return c;
 }
 
 target_status target_connect(target *t, char *errstr, size_t errstr_size)

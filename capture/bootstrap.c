@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cdc/buf.h"
+#include "cdc/config.h"
 #include "cdc/event.h"
 #include "cdc/kafka.h"
 #include "cdc/log.h"
@@ -262,12 +263,13 @@ static void one_line(char *s)
 
 static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t errstr_size)
 {
+    char *options = cdc_pg_options(cfg->source_conninfo,
+                                   "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
+                                   "-c extra_float_digits=3 -c bytea_output=hex");
     const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
-    const char *vals[] = {cfg->source_conninfo,
-                          "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
-                          "-c extra_float_digits=3 -c bytea_output=hex",
-                          "cdc-capture bootstrap", NULL};
+    const char *vals[] = {cfg->source_conninfo, options, "cdc-capture bootstrap", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
+    free(options);
     if (PQstatus(c) != CONNECTION_OK) {
         snprintf(errstr, errstr_size, "%s", PQerrorMessage(c));
         one_line(errstr);

@@ -97,32 +97,17 @@ static void source_problem(capture *c, const char *what)
 static PGconn *connect_pg(const capture_config *cfg, bool replication, char *errstr,
                           size_t errstr_size)
 {
-    /* Keep the user's own "options" and add ours. */
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->source_conninfo, &err);
-    if (!opts) {
-        snprintf(errstr, errstr_size, "source.conninfo: %s", err ? err : "invalid");
-        PQfreemem(err);
-        return NULL;
-    }
-    cdc_buf options;
-    cdc_buf_init(&options);
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
-            cdc_buf_printf(&options, "%s ", o->val);
-    PQconninfoFree(opts);
-    cdc_buf_puts(&options, SESSION_OPTIONS);
-
+    char *options = cdc_pg_options(cfg->source_conninfo, SESSION_OPTIONS);
     const char *keys[5], *vals[5];
     int k = 0;
     keys[k] = "dbname", vals[k++] = cfg->source_conninfo;
     if (replication)
         keys[k] = "replication", vals[k++] = "database";
-    keys[k] = "options", vals[k++] = cdc_buf_cstr(&options);
+    keys[k] = "options", vals[k++] = options;
     keys[k] = "fallback_application_name", vals[k++] = "cdc-capture";
     keys[k] = NULL, vals[k] = NULL;
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    cdc_buf_free(&options);
+    free(options);
     if (PQstatus(conn) != CONNECTION_OK) {
         snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
         size_t n = strlen(errstr);
@@ -184,6 +169,11 @@ static setup_result ensure_publication(capture *c, char *errstr, size_t errstr_s
         return SETUP_OK;
     }
     char *ident = PQescapeIdentifier(c->sql, cfg->publication_name, strlen(cfg->publication_name));
+    if (!ident) {
+        snprintf(errstr, errstr_size, "publication.name: cannot be quoted (%.*s)",
+                 (int)strcspn(PQerrorMessage(c->sql), "\n"), PQerrorMessage(c->sql));
+        return SETUP_FATAL;
+    }
     cdc_buf sql;
     cdc_buf_init(&sql);
     if (*cfg->tables) {

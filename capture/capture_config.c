@@ -6,6 +6,7 @@
 
 #include "capture.h"
 #include "cdc/buf.h"
+#include "cdc/kafka.h"
 #include "cdc/log.h"
 
 #define K(field) offsetof(capture_config, field)
@@ -72,17 +73,6 @@ static bool valid_slot_name(const char *s)
     return true;
 }
 
-static bool valid_topic_prefix(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 200 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
-            return false;
-    return true;
-}
-
 cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, char *errstr,
                                    size_t errstr_size)
 {
@@ -95,7 +85,7 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
                  cfg->slot_name);
         return CDC_CFG_ERROR;
     }
-    if (!valid_topic_prefix(cfg->topic_prefix)) {
+    if (!cdc_topic_name_ok(cfg->topic_prefix, 200)) {
         snprintf(errstr, errstr_size,
                  "topic.prefix: invalid value '%s' (letters, digits, '.', '_', '-'; at most 200)",
                  cfg->topic_prefix);

@@ -179,6 +179,10 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, rc = 0;
+    /* Keys set so far and their lines: a key set twice is a mistake. */
+    char **seen = NULL;
+    int *seen_line = NULL;
+    size_t nseen = 0;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char *s = trim(line);
@@ -192,6 +196,19 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
+        size_t i = 0;
+        while (i < nseen && strcmp(seen[i], key) != 0)
+            i++;
+        if (i < nseen) {
+            snprintf(errstr, errstr_size, "%s: set twice (%s:%d and line %d)", key, path,
+                     seen_line[i], lineno);
+            rc = -1;
+            break;
+        }
+        seen = cdc_xrealloc(seen, (nseen + 1) * sizeof *seen);
+        seen_line = cdc_xrealloc(seen_line, (nseen + 1) * sizeof *seen_line);
+        seen[nseen] = cdc_xstrdup(key);
+        seen_line[nseen++] = lineno;
         char err[512];
         if (cdc_config_set(spec, cfg, key, value, err, sizeof err) != 0) {
             snprintf(errstr, errstr_size, "%s (%s:%d)", err, path, lineno);
@@ -199,6 +216,10 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
             break;
         }
     }
+    for (size_t i = 0; i < nseen; i++)
+        free(seen[i]);
+    free(seen);
+    free(seen_line);
     free(line);
     fclose(f);
     return rc;
@@ -294,6 +315,12 @@ cdc_cfg_result cdc_config_parse(const cdc_cfg_spec *spec, void *cfg, int argc, c
                 snprintf(errstr, errstr_size, "%s: missing argument", a);
                 return CDC_CFG_ERROR;
             }
+            if (a[1] == 'c' && file) {
+                snprintf(errstr, errstr_size,
+                         "-c: given twice (one configuration file; "
+                         "use -s to override its keys)");
+                return CDC_CFG_ERROR;
+            }
             if (a[1] == 'c')
                 file = argv[i + 1];
             i++;
@@ -323,7 +350,9 @@ cdc_cfg_result cdc_config_parse(const cdc_cfg_spec *spec, void *cfg, int argc, c
         const char *kv = argv[++i];
         const char *eq = strchr(kv, '=');
         if (!eq || eq == kv) {
-            snprintf(errstr, errstr_size, "-s %s: expected KEY=VALUE", kv);
+            /* Only its first word: the rest may be a secret missing its '='. */
+            snprintf(errstr, errstr_size, "-s '%.*s%s': expected KEY=VALUE",
+                     (int)strcspn(kv, " \t:"), kv, kv[strcspn(kv, " \t:")] ? "..." : "");
             return CDC_CFG_ERROR;
         }
         char *key = cdc_xstrndup(kv, (size_t)(eq - kv));
@@ -374,10 +403,48 @@ int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errst
         PQconninfoFree(ci);
         return 0;
     }
-    snprintf(errstr, errstr_size, "%s: %s", key, perr ? perr : "invalid");
-    size_t n = strlen(errstr);
-    while (n > 0 && errstr[n - 1] == '\n')
-        errstr[--n] = '\0';
+    /*
+     * libpq's message quotes the text it stopped at, which may be (or hold)
+     * a password: keep only quoted option names and single characters.
+     */
+    cdc_buf msg;
+    cdc_buf_init(&msg);
+    const char *m = perr ? perr : "invalid";
+    bool names_option = strncmp(m, "invalid connection option", 25) == 0;
+    while (*m && *m != '\n') {
+        const char *close = *m == '"' ? strchr(m + 1, '"') : NULL;
+        if (*m == '"' && !close) {
+            cdc_buf_puts(&msg, "\"...");
+            break;
+        }
+        if (!close) {
+            cdc_buf_putc(&msg, (uint8_t)*m++);
+        } else if (names_option || close - m <= 2) {
+            cdc_buf_append(&msg, m, (size_t)(close - m) + 1);
+            m = close + 1;
+        } else {
+            cdc_buf_puts(&msg, "\"...\"");
+            m = close + 1;
+        }
+    }
+    snprintf(errstr, errstr_size, "%s: not a valid libpq connection string (%s)", key,
+             cdc_buf_cstr(&msg));
+    cdc_buf_free(&msg);
     PQfreemem(perr);
     return -1;
+}
+
+char *cdc_pg_options(const char *conninfo, const char *ours)
+{
+    cdc_buf b;
+    cdc_buf_init(&b);
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+            cdc_buf_printf(&b, "%s ", o->val);
+    PQconninfoFree(opts);
+    cdc_buf_puts(&b, ours);
+    char *r = cdc_xstrdup(cdc_buf_cstr(&b));
+    cdc_buf_free(&b);
+    return r;
 }

@@ -102,6 +102,17 @@ static bool topic_char_ok(char c)
 
 #define TOPIC_MAX 249
 
+bool cdc_topic_name_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || n > TOPIC_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!topic_char_ok(*p))
+            return false;
+    return true;
+}
+
 void cdc_topic_for_table(cdc_buf *out, const char *prefix, const char *schema, const char *table)
 {
     cdc_buf full;

@@ -1,13 +1,17 @@
 /* Line-oriented logging to stderr (see cdc/log.h). */
 #include "cdc/log.h"
 
-#include <ctype.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cdc/buf.h"
 
 static const char *log_program = "cdc";
 static volatile cdc_log_level log_level = CDC_LOG_INFO;
@@ -63,104 +67,46 @@ void cdc_log(cdc_log_level level, const char *fmt, ...)
             log_program, msg);
 }
 
-/* Copy src[0..n) into the output cursor, keeping room for the NUL. */
-static void put(char **o, char *end, const char *src, size_t n)
-{
-    while (n-- > 0 && *o < end - 1)
-        *(*o)++ = *src++;
-}
-
-static void redact_uri(const char *s, char *out, size_t out_size)
-{
-    char *o = out, *end = out + out_size;
-    const char *scheme_end = strstr(s, "://");
-    const char *p = scheme_end + 3;
-    put(&o, end, s, (size_t)(p - s));
-    /* userinfo ends at the last '@' before the first '/', '?' or end. */
-    size_t host_part = strcspn(p, "/?");
-    const char *at = NULL;
-    for (const char *q = p; q < p + host_part; q++)
-        if (*q == '@')
-            at = q;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            put(&o, end, p, (size_t)(colon - p) + 1);
-            put(&o, end, "********", 8);
-            p = at;
-        }
-    }
-    /* Query parameters: password=... */
-    while (*p) {
-        if ((p[-1] == '?' || p[-1] == '&') && strncasecmp(p, "password=", 9) == 0) {
-            put(&o, end, p, 9);
-            put(&o, end, "********", 8);
-            p += 9;
-            p += strcspn(p, "&");
-            continue;
-        }
-        put(&o, end, p, 1);
-        p++;
-    }
-    *o = '\0';
-}
-
+/*
+ * libpq parses the string, exactly as it will when connecting, and the
+ * result is written back as key=value pairs with every option libpq itself
+ * hides (dispchar "*": password, sslpassword) masked. A string libpq cannot
+ * parse is not shown at all.
+ */
 void cdc_redact_conninfo(const char *s, char *out, size_t out_size)
 {
     if (out_size == 0)
         return;
-    if (!s) {
-        out[0] = '\0';
+    out[0] = '\0';
+    PQconninfoOption *opts = s ? PQconninfoParse(s, NULL) : NULL;
+    if (!opts) {
+        snprintf(out, out_size, "(not shown: not a valid connection string)");
         return;
     }
-    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
-        redact_uri(s, out, out_size);
-        return;
-    }
-    /* key = value form; values may be single-quoted with backslash escapes. */
-    char *o = out, *end = out + out_size;
-    const char *p = s;
-    while (*p) {
-        const char *ws = p;
-        while (isspace((unsigned char)*p))
-            p++;
-        put(&o, end, ws, (size_t)(p - ws));
-        if (!*p)
-            break;
-        const char *key = p;
-        while (*p && *p != '=' && !isspace((unsigned char)*p))
-            p++;
-        size_t keylen = (size_t)(p - key);
-        put(&o, end, key, keylen);
-        const char *eq = p;
-        while (isspace((unsigned char)*p))
-            p++;
-        if (*p != '=') {
-            put(&o, end, eq, (size_t)(p - eq));
+    cdc_buf b;
+    cdc_buf_init(&b);
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (b.len)
+            cdc_buf_putc(&b, ' ');
+        cdc_buf_printf(&b, "%s=", o->keyword);
+        if (o->dispchar && o->dispchar[0] == '*') {
+            cdc_buf_puts(&b, "********");
             continue;
         }
-        p++;
-        while (isspace((unsigned char)*p))
-            p++;
-        put(&o, end, eq, (size_t)(p - eq));
-        const char *val = p;
-        if (*p == '\'') {
-            p++;
-            while (*p && *p != '\'') {
-                if (*p == '\\' && p[1])
-                    p++;
-                p++;
-            }
-            if (*p == '\'')
-                p++;
-        } else {
-            while (*p && !isspace((unsigned char)*p))
-                p++;
+        bool quote = !*o->val || strpbrk(o->val, " \t\n\\'") != NULL;
+        if (quote)
+            cdc_buf_putc(&b, '\'');
+        for (const char *c = o->val; *c; c++) {
+            if (quote && (*c == '\'' || *c == '\\'))
+                cdc_buf_putc(&b, '\\');
+            cdc_buf_putc(&b, (uint8_t)*c);
         }
-        if (keylen == 8 && strncasecmp(key, "password", 8) == 0)
-            put(&o, end, "********", 8);
-        else
-            put(&o, end, val, (size_t)(p - val));
+        if (quote)
+            cdc_buf_putc(&b, '\'');
     }
-    *o = '\0';
+    PQconninfoFree(opts);
+    snprintf(out, out_size, "%s", cdc_buf_cstr(&b));
+    cdc_buf_free(&b);
 }

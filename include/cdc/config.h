@@ -90,6 +90,13 @@ void cdc_config_free(const cdc_cfg_spec *spec, void *cfg);
 int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errstr,
                               size_t errstr_size);
 
+/*
+ * The libpq "options" for a connection made from `conninfo`: the user's own
+ * (from conninfo) followed by `ours`, which win where they overlap. A new
+ * string, to free.
+ */
+char *cdc_pg_options(const char *conninfo, const char *ours);
+
 /* Look up a kafka.* pass-through value (without prefix); NULL if unset. */
 const char *cdc_kv_get(const cdc_kv_list *l, const char *key);
 void cdc_kv_set(cdc_kv_list *l, const char *key, const char *value);

@@ -37,6 +37,12 @@ bool cdc_kafka_degraded(void);
  * longer than Kafka's 249-character limit are cut and end in a hash of the
  * full name so distinct tables keep distinct topics. Appends to out.
  */
+/*
+ * True if `s` is a legal Kafka topic name (or topic prefix) of at most `max`
+ * characters: letters, digits, '.', '_', '-'; not "." or "..".
+ */
+bool cdc_topic_name_ok(const char *s, size_t max);
+
 void cdc_topic_for_table(cdc_buf *out, const char *prefix, const char *schema,
                          const char *table);
 /* "{prefix}._schemas" */

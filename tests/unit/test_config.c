@@ -186,17 +186,99 @@ Test(redact, passwords_never_survive)
 {
     char out[512];
     cdc_redact_conninfo("host=db password=s3cret user=u", out, sizeof out);
-    cr_assert_str_eq(out, "host=db password=******** user=u");
+    cr_assert_str_eq(out, "user=u password=******** host=db");
     cdc_redact_conninfo("host=db password = 'se cr\\'et' user=u", out, sizeof out);
     cr_assert(strstr(out, "se cr") == NULL && strstr(out, "user=u") != NULL, "%s", out);
     cdc_redact_conninfo("postgresql://alice:s3cret@db:5432/pay?sslmode=require", out, sizeof out);
-    cr_assert_str_eq(out, "postgresql://alice:********@db:5432/pay?sslmode=require");
+    cr_assert_str_eq(out, "user=alice password=******** dbname=pay host=db port=5432 "
+                          "sslmode=require");
     cdc_redact_conninfo("postgres://db/pay?user=a&password=s3cret&sslmode=verify-full", out,
                         sizeof out);
     cr_assert(strstr(out, "s3cret") == NULL, "%s", out);
     cr_assert(strstr(out, "sslmode=verify-full") != NULL, "%s", out);
+    /* libpq option names are case-sensitive: PASSWORD is not an option. */
     cdc_redact_conninfo("PASSWORD=abc", out, sizeof out);
     cr_assert(strstr(out, "abc") == NULL, "%s", out);
+    /* The forms a hand-written redaction missed (found in review). */
+    const char *const leaky[] = {
+        "host=db sslpassword=keypw",               /* the client key's passphrase */
+        "postgresql://db/pay?sslpassword=keypw",   /* the same in a URI */
+        "postgresql://u:pa?keypw@h/db",            /* libpq ends user info at '/', not '?' */
+        "postgresql://h/db?%70assword=keypw",      /* a percent-encoded key */
+        "host=db password=abc\\ keypw",            /* an escaped space in an unquoted value */
+        "postgresql+psycopg2://app:keypw@db/prod", /* not a libpq string at all */
+    };
+    for (size_t i = 0; i < sizeof leaky / sizeof *leaky; i++) {
+        cdc_redact_conninfo(leaky[i], out, sizeof out);
+        cr_assert(strstr(out, "keypw") == NULL, "%s -> %s", leaky[i], out);
+    }
+    /* Values with spaces or quotes come back quoted, as libpq reads them. */
+    cdc_redact_conninfo("host=db options='-c search_path=app'", out, sizeof out);
+    cr_assert_str_eq(out, "host=db options='-c search_path=app'");
+}
+
+/* libpq's parse errors quote the text they stopped at: never echo it. */
+Test(config, conninfo_errors_do_not_echo_the_string)
+{
+    char err[512];
+    const char *const bad[] = {
+        "postgresql+psycopg2://app:S3cret@db/prod",
+        "postgresql://u:S3cret@[::1/db",
+        "postgresql://u:s3cr%zzS3cret@h/db",
+        "host=h password=my S3cret",
+        "host=h password='S3cret",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(cdc_config_check_conninfo("target.conninfo", bad[i], err, sizeof err), -1,
+                     "%s", bad[i]);
+        cr_assert(strncmp(err, "target.conninfo: ", 17) == 0, "%s", err);
+        cr_assert(strstr(err, "S3cret") == NULL, "%s -> %s", bad[i], err);
+    }
+    /* An unknown option's name is kept: it is what to fix. */
+    cr_assert_eq(cdc_config_check_conninfo("k", "hots=db", err, sizeof err), -1);
+    cr_assert(strstr(err, "\"hots\"") != NULL, "%s", err);
+}
+
+/* The user's own libpq "options" survive ours (ours come last and win). */
+Test(config, pg_options_keep_the_users)
+{
+    char *o =
+        cdc_pg_options("host=db options='-c search_path=app -c role=pay'", "-c datestyle=ISO");
+    cr_assert_str_eq(o, "-c search_path=app -c role=pay -c datestyle=ISO");
+    free(o);
+    o = cdc_pg_options("postgresql://db/pay", "-c datestyle=ISO");
+    cr_assert_str_eq(o, "-c datestyle=ISO");
+    free(o);
+}
+
+Test(config, set_twice_is_an_error)
+{
+    char path[] = "/tmp/cdc-config-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "source.conninfo = dbname=x\nslot.name = a\n\nslot.name = b\n");
+    fclose(f);
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-c", path), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "slot.name: set twice", 20) == 0 && strstr(err, ":2 and line 4"), "%s",
+              err);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 4, "-c", path, "-c", path), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "-c: given twice", 15) == 0, "%s", err);
+    capture_config_free(&cfg);
+    unlink(path);
+}
+
+/* A -s without '=' may be a key and its secret: only the first word is shown. */
+Test(config, s_without_equals_does_not_echo_the_value)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 2, "-s", "kafka.sasl.password S3cret"), CDC_CFG_ERROR);
+    cr_assert(strstr(err, "kafka.sasl.password") != NULL && strstr(err, "S3cret") == NULL, "%s",
+              err);
+    capture_config_free(&cfg);
 }
 
 /* The README's configuration reference is checked against the key table. */
@@ -290,5 +372,16 @@ Test(config, apply_errors_name_the_key)
                         "-s", "auto.create=perhaps"};
     cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_bool), CDC_CFG_ERROR);
     cr_assert(strncmp(err, "auto.create", 11) == 0, "%s", err);
+    apply_config_free(&cfg);
+    /* A trailing comment is not a comment: the prefix would match nothing. */
+    char *bad_prefix[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                          "-s", "topic.prefix=cdc # prod"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_prefix), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "topic.prefix", 12) == 0, "%s", err);
+    apply_config_free(&cfg);
+    char *bad_dlq[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                       "-s", "dlq.topic=bad topic!"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_dlq), CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "dlq.topic", 9) == 0, "%s", err);
     apply_config_free(&cfg);
 }
