@@ -86,9 +86,15 @@ static int side_connect(side *s, const char *name, const char *conninfo)
         return -1;
     }
     /* Text forms that do not depend on the session or the server's settings. */
+    /*
+     * row_security off: a policy must make the read fail, not filter both
+     * sides alike. search_path empty: format_type qualifies every type.
+     */
     PGresult *r = PQexec(s->conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; "
                                   "SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "
-                                  "SET bytea_output = 'hex'; "
+                                  "SET bytea_output = 'hex'; SET lc_monetary = 'C'; "
+                                  "SET row_security = off; SET statement_timeout = 0; "
+                                  "SET search_path = ''; "
                                   "SET default_transaction_read_only = on");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
@@ -256,13 +262,33 @@ static int table_lookup(side *s, const table_ref *t, char *oid, size_t oid_size,
     return found;
 }
 
+/*
+ * Name, generated (t/f) and type of each column. The type is a domain's base
+ * type, as cdc-capture records it and cdc-apply creates it; with the empty
+ * search_path every type outside pg_catalog comes schema-qualified.
+ */
 static PGresult *columns_of(side *s, const char *oid)
 {
     const char *params[] = {oid};
-    return side_query(s, "reading columns",
-                      "SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 "
-                      "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-                      1, params);
+    return side_query(
+        s, "reading columns",
+        "SELECT a.attname, a.attgenerated <> '', pg_catalog.format_type("
+        "  CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, "
+        "  CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) "
+        "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        1, params);
+}
+
+/* Row of `name` in a columns_of result, or -1. */
+static int column_row(const PGresult *cols, const char *name)
+{
+    if (!cols)
+        return -1;
+    for (int j = 0; j < PQntuples(cols); j++)
+        if (strcmp(name, PQgetvalue(cols, j, 0)) == 0)
+            return j;
+    return -1;
 }
 
 static char *from_clause(side *s, const table_ref *t, char relkind)
@@ -301,9 +327,10 @@ static int plan_table(const verify_config *cfg, side *src, side *tgt, const tabl
     char oid[32], toid[32], relkind = 'r', trelkind = 'r';
     int64_t estimate = 0, test = 0;
     PGresult *cols = NULL, *keys = NULL, *tcols = NULL;
-    cdc_buf b, missing;
+    cdc_buf b, missing, retyped;
     cdc_buf_init(&b);
     cdc_buf_init(&missing);
+    cdc_buf_init(&retyped);
     int rc = -1;
 
     memset(p, 0, sizeof *p);
@@ -318,14 +345,6 @@ static int plan_table(const verify_config *cfg, side *src, side *tgt, const tabl
         goto done;
     if (!(cols = columns_of(src, oid)))
         goto done;
-    if (PQntuples(cols) == 0) {
-        cdc_error("source: table %s.%s has no columns to compare", t->nsp, t->rel);
-        goto done;
-    }
-    for (int i = 0; i < PQntuples(cols); i++)
-        if (append_ident(src, &b, PQgetvalue(cols, i, 0)) != 0)
-            goto done;
-    p->cols = cdc_xstrdup(cdc_buf_cstr(&b));
 
     /* The key cdc-capture uses: the REPLICA IDENTITY index, else the primary key. */
     const char *params[] = {oid};
@@ -362,31 +381,54 @@ static int plan_table(const verify_config *cfg, side *src, side *tgt, const tabl
                                                 : r);
     }
 
-    /* The target must have the table and every column of the source's. */
+    /*
+     * The target must have the table and every column of the source's, of
+     * the same type. A generated column is compared when the target has it
+     * (its value there is computed, or plain and filled, or wrong); the
+     * stream does not carry generated columns, so a target without one is
+     * not short of anything.
+     */
     found = table_lookup(tgt, t, toid, sizeof toid, &trelkind, &test);
     if (found < 0)
         goto done;
-    if (found > 0) {
-        p->problem = cdc_xstrdup("table missing in target");
-        rc = 0;
-        goto done;
+    if (found == 0) {
+        if (!(p->from_tgt = from_clause(tgt, t, trelkind)))
+            goto done;
+        if (!(tcols = columns_of(tgt, toid)))
+            goto done;
     }
-    if (!(p->from_tgt = from_clause(tgt, t, trelkind)))
-        goto done;
-    if (!(tcols = columns_of(tgt, toid)))
-        goto done;
+    cdc_buf_reset(&b);
     for (int i = 0; i < PQntuples(cols); i++) {
         const char *name = PQgetvalue(cols, i, 0);
-        bool there = false;
-        for (int j = 0; j < PQntuples(tcols) && !there; j++)
-            there = strcmp(name, PQgetvalue(tcols, j, 0)) == 0;
-        if (!there)
+        bool generated = PQgetvalue(cols, i, 1)[0] == 't';
+        int j = column_row(tcols, name);
+        if (j < 0 && generated)
+            continue;
+        if (append_ident(src, &b, name) != 0)
+            goto done;
+        if (!tcols)
+            continue;
+        if (j < 0)
             cdc_buf_printf(&missing, "%s%s", missing.len ? ", " : "", name);
+        else if (strcmp(PQgetvalue(cols, i, 2), PQgetvalue(tcols, j, 2)) != 0)
+            cdc_buf_printf(&retyped, "%s%s (%s in source, %s in target)", retyped.len ? ", " : "",
+                           name, PQgetvalue(cols, i, 2), PQgetvalue(tcols, j, 2));
     }
-    if (missing.len) {
+    if (b.len == 0) {
+        cdc_error("source: table %s.%s has no columns to compare", t->nsp, t->rel);
+        goto done;
+    }
+    p->cols = cdc_xstrdup(cdc_buf_cstr(&b));
+    if (found > 0) {
+        p->problem = cdc_xstrdup("table missing in target");
+    } else if (missing.len || retyped.len) {
         cdc_buf c;
         cdc_buf_init(&c);
-        cdc_buf_printf(&c, "columns missing in target: %s", cdc_buf_cstr(&missing));
+        if (missing.len)
+            cdc_buf_printf(&c, "columns missing in target: %s", cdc_buf_cstr(&missing));
+        if (retyped.len)
+            cdc_buf_printf(&c, "%scolumn types differ: %s", c.len ? "; " : "",
+                           cdc_buf_cstr(&retyped));
         p->problem = (char *)c.data;
     }
     rc = 0;
@@ -396,6 +438,7 @@ done:
     PQclear(tcols);
     cdc_buf_free(&b);
     cdc_buf_free(&missing);
+    cdc_buf_free(&retyped);
     return rc;
 }
 

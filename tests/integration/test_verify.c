@@ -181,6 +181,75 @@ Test(verify, missing_target_table_or_column_differs)
     free(out);
 }
 
+Test(verify, a_column_of_another_type_differs)
+{
+    /* float4 prints 0.1 as float8 does, but holds another number. */
+    th_sql(dst, "ALTER TABLE acc ALTER COLUMN rate TYPE real");
+    char *out;
+    int rc = run_verify("verify.log", NULL, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    assert_line(out, "public.acc: column types differ: rate (double precision in source, real in "
+                     "target)");
+    free(out);
+}
+
+/*
+ * Generated columns are not streamed, so a target without one is equal;
+ * one that has it must hold the same values.
+ */
+Test(verify, generated_columns_are_compared_where_the_target_has_them)
+{
+    th_sql(src, "ALTER TABLE acc ADD COLUMN fee numeric GENERATED ALWAYS AS (balance * 0.01) "
+                "STORED");
+    char *out;
+    int rc = run_verify("verify1.log", NULL, &out);
+    cr_assert_eq(rc, 0, "a target without the generated column: %s", out);
+    free(out);
+    th_sql(dst, "ALTER TABLE acc ADD COLUMN fee numeric GENERATED ALWAYS AS (balance * 0.02) "
+                "STORED");
+    rc = run_verify("verify2.log", NULL, &out);
+    cr_assert_eq(rc, 1, "another expression in the target: %s", out);
+    assert_line(out, "public.acc (id)=(1): different values");
+    free(out);
+    th_sql(dst, "ALTER TABLE acc DROP COLUMN fee; ALTER TABLE acc ADD COLUMN fee numeric");
+    rc = run_verify("verify3.log", NULL, &out);
+    cr_assert_eq(rc, 1, "a plain column left NULL in the target: %s", out);
+    free(out);
+    th_sql(dst, "UPDATE acc SET fee = balance * 0.01");
+    rc = run_verify("verify4.log", NULL, &out);
+    cr_assert_eq(rc, 0, "a plain column with the values: %s", out);
+    free(out);
+}
+
+/*
+ * A row-level security policy hides rows from a role that does not bypass
+ * it, on both sides alike: cdc-verify must fail, not compare what is left.
+ */
+Test(verify, row_level_security_is_an_error_not_a_filter)
+{
+    if (th_pg_external())
+        cr_skip_test("creates a role");
+    const char *policy = "CREATE POLICY mine ON acc USING (id < 100);"
+                         "ALTER TABLE acc ENABLE ROW LEVEL SECURITY;"
+                         "GRANT SELECT ON ALL TABLES IN SCHEMA public TO audit;"
+                         "GRANT USAGE ON SCHEMA \"Odd \"\"Schema\" TO audit;"
+                         "GRANT SELECT ON ALL TABLES IN SCHEMA \"Odd \"\"Schema\" TO audit";
+    th_sql(src, "CREATE ROLE audit LOGIN");
+    th_sql(src, "%s", policy);
+    th_sql(dst, "%s", policy);
+    th_sql(dst, "DELETE FROM acc WHERE id = 500"); /* hidden from audit by the policy */
+    char sci[TH_PATH_MAX], tci[TH_PATH_MAX], s[TH_PATH_MAX + 64], t[TH_PATH_MAX + 64];
+    snprintf(s, sizeof s, "source.conninfo=%s user=audit",
+             th_pg_conninfo(&pg, "src", sci, sizeof sci));
+    snprintf(t, sizeof t, "target.conninfo=%s user=audit",
+             th_pg_conninfo(&pg, "dst", tci, sizeof tci));
+    char *out;
+    int rc = run_verify("verify.log", (const char *const[]){s, t, NULL}, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    assert_line(out, "row-level security");
+    free(out);
+}
+
 Test(verify, publication_tables_are_the_default)
 {
     th_sql(src, "CREATE PUBLICATION cdc FOR TABLE acc, pair");
