@@ -1017,6 +1017,25 @@ PGconn *th_pg_connect(const th_pg *pg, const char *dbname)
     return c;
 }
 
+void th_pg_start_src_dst(th_pg *pg, PGconn **src, PGconn **dst)
+{
+    th_pg_start(pg);
+    th_pg_createdb(pg, "src");
+    th_pg_createdb(pg, "dst");
+    *src = th_pg_connect(pg, "src");
+    *dst = th_pg_connect(pg, "dst");
+}
+
+void th_pg_stop_src_dst(th_pg *pg, PGconn **src, PGconn **dst)
+{
+    if (*src)
+        PQfinish(*src);
+    if (*dst)
+        PQfinish(*dst);
+    *src = *dst = NULL;
+    th_pg_stop(pg);
+}
+
 const char *th_pg_dbname(const th_pg *pg, const char *name, char *buf, size_t size)
 {
     snprintf(buf, size, "%s%s", pg->external ? pg->dbprefix : "", name);

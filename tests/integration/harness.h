@@ -138,6 +138,10 @@ const char *th_pg_dbname(const th_pg *pg, const char *name, char *buf, size_t si
 PGconn *th_pg_connect(const th_pg *pg, const char *dbname);
 /* CREATE DATABASE `name` (quoted as an identifier); asserts on failure. */
 void th_pg_createdb(const th_pg *pg, const char *name);
+/* The usual fixture: start `pg`, create databases src and dst, connect to both. */
+void th_pg_start_src_dst(th_pg *pg, PGconn **src, PGconn **dst);
+/* Close the two connections (those open) and stop `pg`. */
+void th_pg_stop_src_dst(th_pg *pg, PGconn **src, PGconn **dst);
 
 /* Run one or more statements; on error the test fails with Postgres' message. */
 void th_sql(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

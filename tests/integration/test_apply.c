@@ -23,11 +23,7 @@ static PGconn *src, *dst;
 
 static void setup(void)
 {
-    th_pg_start(&pg);
-    th_pg_createdb(&pg, "src");
-    th_pg_createdb(&pg, "dst");
-    src = th_pg_connect(&pg, "src");
-    dst = th_pg_connect(&pg, "dst");
+    th_pg_start_src_dst(&pg, &src, &dst);
     th_broker_start(&broker, 1);
 }
 
@@ -37,12 +33,8 @@ static void teardown(void)
         th_proc_stop(&app, 10000);
     if (cap.pid)
         th_proc_stop(&cap, 10000);
-    if (src)
-        PQfinish(src);
-    if (dst)
-        PQfinish(dst);
     th_broker_stop(&broker);
-    th_pg_stop(&pg);
+    th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
 TestSuite(apply, .init = setup, .fini = teardown, .timeout = 240);

@@ -30,11 +30,7 @@ static const char *const PAY_INS[] = {"pay", "ins", NULL}; /* tests without the 
 
 static void setup(void)
 {
-    th_pg_start(&pg);
-    th_pg_createdb(&pg, "src");
-    th_pg_createdb(&pg, "dst");
-    src = th_pg_connect(&pg, "src");
-    dst = th_pg_connect(&pg, "dst");
+    th_pg_start_src_dst(&pg, &src, &dst);
     th_broker_start(&broker, 1);
     th_sql(src, "CREATE TABLE pay (id bigint PRIMARY KEY, amount numeric(18,2), memo text, "
                 "version int);"
@@ -51,12 +47,8 @@ static void teardown(void)
         th_proc_stop(&app2, 10000);
     if (cap.pid)
         th_proc_stop(&cap, 10000);
-    if (src)
-        PQfinish(src);
-    if (dst)
-        PQfinish(dst);
     th_broker_stop(&broker);
-    th_pg_stop(&pg);
+    th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
 TestSuite(apply_faults, .init = setup, .fini = teardown, .timeout = 300);

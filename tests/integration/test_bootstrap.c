@@ -52,11 +52,7 @@ static struct {
 
 static void setup(void)
 {
-    th_pg_start(&pg);
-    th_pg_createdb(&pg, "src");
-    th_pg_createdb(&pg, "dst");
-    src = th_pg_connect(&pg, "src");
-    dst = th_pg_connect(&pg, "dst");
+    th_pg_start_src_dst(&pg, &src, &dst);
     th_broker_start(&broker, 1);
     reg = cdc_registry_new();
 }
@@ -67,16 +63,12 @@ static void teardown(void)
         th_proc_stop(&app, 10000);
     if (cap.pid)
         th_proc_stop(&cap, 10000);
-    if (src)
-        PQfinish(src);
-    if (dst)
-        PQfinish(dst);
     for (size_t i = 0; i < schemas.n; i++)
         cdc_table_schema_free(schemas.s[i]);
     schemas.n = 0;
     cdc_registry_destroy(reg);
     th_broker_stop(&broker);
-    th_pg_stop(&pg);
+    th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
 TestSuite(bootstrap, .init = setup, .fini = teardown, .timeout = 180);

@@ -25,11 +25,7 @@ static char TOPIC[256]; /* the table's topic (its prefix is per run) */
 
 static void setup(void)
 {
-    th_pg_start(&pg);
-    th_pg_createdb(&pg, "src");
-    th_pg_createdb(&pg, "dst");
-    src = th_pg_connect(&pg, "src");
-    dst = th_pg_connect(&pg, "dst");
+    th_pg_start_src_dst(&pg, &src, &dst);
     th_broker_start(&broker, 1);
     reg = cdc_registry_new();
     th_sql(src, "CREATE TABLE t (id int PRIMARY KEY)");
@@ -60,13 +56,9 @@ static void teardown(void)
         cdc_table_schema_free(schema);
     if (cap.pid)
         th_proc_stop(&cap, 10000);
-    if (src)
-        PQfinish(src);
-    if (dst)
-        PQfinish(dst);
     cdc_registry_destroy(reg);
     th_broker_stop(&broker);
-    th_pg_stop(&pg);
+    th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
 TestSuite(target, .init = setup, .fini = teardown, .timeout = 120);

@@ -38,22 +38,14 @@ static const char *const SCHEMA =
 
 static void setup(void)
 {
-    th_pg_start(&pg);
-    th_pg_createdb(&pg, "src");
-    th_pg_createdb(&pg, "dst");
-    src = th_pg_connect(&pg, "src");
-    dst = th_pg_connect(&pg, "dst");
+    th_pg_start_src_dst(&pg, &src, &dst);
     th_sql(src, "%s", SCHEMA);
     th_sql(dst, "%s", SCHEMA);
 }
 
 static void teardown(void)
 {
-    if (src)
-        PQfinish(src);
-    if (dst)
-        PQfinish(dst);
-    th_pg_stop(&pg);
+    th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
 TestSuite(verify, .init = setup, .fini = teardown, .timeout = 240);

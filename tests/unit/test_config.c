@@ -25,6 +25,17 @@ static cdc_cfg_result load(capture_config *cfg, char *err, size_t n, int argc, .
     return capture_config_load(cfg, argc + 1, argv, err, n);
 }
 
+/* Write `text` to a new temporary file whose name goes to path (24 bytes). */
+static void write_temp(char *path, const char *text)
+{
+    strcpy(path, "/tmp/cdc-config-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
 Test(config, defaults_apply_when_only_required_keys_given)
 {
     capture_config cfg;
@@ -102,14 +113,10 @@ Test(config, bad_values_are_named)
 
 Test(config, file_is_read_and_command_line_overrides_it)
 {
-    char path[] = "/tmp/cdc-config-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "# a comment\n\nsource.conninfo = host=db dbname=pay password=s3cret\n"
-               "kafka.bootstrap.servers=k:9092\n  topic.prefix = fromfile \n"
-               "slot.name = fileslot\nkafka.linger.ms = 7\n");
-    fclose(f);
+    char path[24];
+    write_temp(path, "# a comment\n\nsource.conninfo = host=db dbname=pay password=s3cret\n"
+                     "kafka.bootstrap.servers=k:9092\n  topic.prefix = fromfile \n"
+                     "slot.name = fileslot\nkafka.linger.ms = 7\n");
     capture_config cfg;
     char err[512];
     cr_assert_eq(load(&cfg, err, sizeof err, 4, "-s", "slot.name=cli", "-c", path), CDC_CFG_OK,
@@ -124,11 +131,8 @@ Test(config, file_is_read_and_command_line_overrides_it)
 
 Test(config, file_errors_name_line_and_key)
 {
-    char path[] = "/tmp/cdc-config-XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "source.conninfo = dbname=x\nno equals sign here\n");
-    fclose(f);
+    char path[24];
+    write_temp(path, "source.conninfo = dbname=x\nno equals sign here\n");
     capture_config cfg;
     char err[512];
     cr_assert_eq(load(&cfg, err, sizeof err, 2, "-c", path), CDC_CFG_ERROR);
@@ -253,11 +257,8 @@ Test(config, pg_options_keep_the_users)
 
 Test(config, set_twice_is_an_error)
 {
-    char path[] = "/tmp/cdc-config-XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "source.conninfo = dbname=x\nslot.name = a\n\nslot.name = b\n");
-    fclose(f);
+    char path[24];
+    write_temp(path, "source.conninfo = dbname=x\nslot.name = a\n\nslot.name = b\n");
     capture_config cfg;
     char err[512];
     cr_assert_eq(load(&cfg, err, sizeof err, 2, "-c", path), CDC_CFG_ERROR);
