@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,6 +97,7 @@ typedef struct sent_letter {
     char *topic;
     int32_t partition;
     int64_t offset;
+    bool confirmed; /* Kafka acknowledged it */
 } sent_letter;
 
 typedef struct applier {
@@ -538,13 +540,17 @@ static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     (void)rk;
     applier *a = opaque;
     a->dlq_pending--;
+    size_t letter = (size_t)(uintptr_t)m->_private; /* index in a->sent + 1 */
     if (m->err) {
         a->dlq_failed++;
         cdc_error("dead-letter delivery failed: %s", rd_kafka_err2str(m->err));
+    } else if (letter > 0 && letter <= a->nsent) {
+        a->sent[letter - 1].confirmed = true;
     }
 }
 
-static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table, const char *error)
+static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table, const char *error,
+                    size_t letter)
 {
     if (!a->dlq) {
         static const cdc_kv defaults[] = {{"enable.idempotence", "true"},
@@ -576,7 +582,7 @@ static int dlq_send(applier *a, const rd_kafka_message_t *m, const char *table, 
     rd_kafka_resp_err_t e = rd_kafka_producev(
         a->dlq, RD_KAFKA_V_TOPIC(a->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)letter), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         cdc_error("dead-letter produce: %s", rd_kafka_err2str(e));
@@ -618,21 +624,28 @@ static bool letter_sent(const applier *a, const rd_kafka_message_t *m)
 static bool send_dead_letters(applier *a)
 {
     size_t first_new = a->nsent;
-    for (size_t i = 0; i < a->ndead; i++) {
+    bool ok = true;
+    for (size_t i = 0; i < a->ndead && ok; i++) {
         const rd_kafka_message_t *m = a->msgs[a->dead[i].msg];
         if (letter_sent(a, m))
             continue;
-        if (dlq_send(a, m, a->dead[i].table, a->dead[i].error) != 0)
-            return false;
         a->sent = cdc_xrealloc(a->sent, (a->nsent + 1) * sizeof *a->sent);
         a->sent[a->nsent++] =
-            (sent_letter){cdc_xstrdup(rd_kafka_topic_name(m->rkt)), m->partition, m->offset};
+            (sent_letter){cdc_xstrdup(rd_kafka_topic_name(m->rkt)), m->partition, m->offset, false};
+        ok = dlq_send(a, m, a->dead[i].table, a->dead[i].error, a->nsent) == 0;
     }
-    if (dlq_flush(a))
-        return true;
-    while (a->nsent > first_new) /* not known to be in Kafka */
-        free(a->sent[--a->nsent].topic);
-    return false;
+    /* Settle what was queued even after a failure, then keep only the
+     * letters Kafka acknowledged: the others are sent again by the replay. */
+    ok = dlq_flush(a) && ok;
+    size_t keep = first_new;
+    for (size_t i = first_new; i < a->nsent; i++) {
+        if (a->sent[i].confirmed)
+            a->sent[keep++] = a->sent[i];
+        else
+            free(a->sent[i].topic);
+    }
+    a->nsent = keep;
+    return ok;
 }
 
 /* After a commit: forget the letters of events now behind the positions. */
@@ -1167,8 +1180,17 @@ static bool apply_one_by_one(applier *a)
         p->next = after;
     }
     if (r == TARGET_OK && !send_dead_letters(a)) {
-        snprintf(a->err, sizeof a->err, "dead-letter topic unavailable");
-        r = TARGET_RETRY;
+        /* Kafka, not the target, failed: read the batch again shortly. */
+        a->ndead = 0;
+        target_rollback(a->tgt);
+        if (!*a->stop)
+            cdc_warn("dead-letter topic %s unavailable; the batch is read again",
+                     a->cfg->dlq_topic);
+        drop_batch(a);
+        a->need_resync = true;
+        if (!*a->stop)
+            sleep_ms(1000);
+        return true;
     }
     a->ndead = 0;
     if (r == TARGET_OK)
@@ -1640,6 +1662,10 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         rd_kafka_destroy(a.rk);
     }
     if (a.dlq) {
+        /* Letters still pending belong to a pass that did not commit (a
+         * pass commits only once its letters are in Kafka): the restart
+         * sends them again, so do not deliver these now. */
+        rd_kafka_purge(a.dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(a.dlq, 10000);
         rd_kafka_destroy(a.dlq);
     }

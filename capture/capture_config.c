@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "capture.h"
 #include "cdc/buf.h"
@@ -97,6 +98,22 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
     }
     if (cdc_config_check_conninfo("source.conninfo", cfg->source_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
+    /*
+     * Without either, an event Kafka refuses for good lets later ones of its
+     * partition be written; sent again, it lands behind them, where a
+     * consumer that drops repeats by position (cdc-apply) drops it.
+     */
+    static const char *const must_stay_on[] = {"enable.idempotence", "enable.gapless.guarantee"};
+    for (size_t i = 0; i < sizeof must_stay_on / sizeof *must_stay_on; i++) {
+        const char *v = cdc_kv_get(&cfg->kafka, must_stay_on[i]);
+        if (v && strcasecmp(v, "true") != 0 && strcmp(v, "1") != 0) {
+            snprintf(errstr, errstr_size,
+                     "kafka.%s: must stay true (without it an event Kafka refuses could be "
+                     "written behind later ones and be dropped as a repeat)",
+                     must_stay_on[i]);
+            return CDC_CFG_ERROR;
+        }
+    }
     char err[256];
     char *t = capture_tables_sql(cfg->tables, err, sizeof err);
     if (!t) {

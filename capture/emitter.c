@@ -18,7 +18,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
 
 #include <librdkafka/rdkafka.h>
@@ -104,7 +103,7 @@ static int32_t key_partitioner(const rd_kafka_topic_t *rkt, const void *key, siz
 
 emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t errstr_size)
 {
-    cdc_kv defaults[] = {
+    static const cdc_kv defaults[] = {
         {"enable.idempotence", "true"},
         /* A message that fails for good stops the producer before anything
          * after it in its partition is written: no gap that the re-sent
@@ -120,13 +119,6 @@ emitter *emitter_new(const emitter_opts *opts, tracker *t, char *errstr, size_t 
         {"compression.type", "lz4"},
         {"client.id", "cdc-capture"},
     };
-    const char *idem = cdc_kv_get(opts->kafka, "enable.idempotence");
-    if (idem && (strcasecmp(idem, "false") == 0 || strcmp(idem, "0") == 0)) {
-        /* Without idempotence (a cluster that does not allow it), only one
-         * request in flight keeps a retried batch from overtaking the next;
-         * the gapless guarantee needs idempotence. */
-        defaults[1] = (cdc_kv){"max.in.flight.requests.per.connection", "1"};
-    }
     emitter *em = cdc_xcalloc(1, sizeof *em);
     em->opts = *opts;
     em->tr = t;

@@ -412,20 +412,22 @@ int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errst
     const char *m = perr ? perr : "invalid";
     bool names_option = strncmp(m, "invalid connection option", 25) == 0;
     while (*m && *m != '\n') {
-        const char *close = *m == '"' ? strchr(m + 1, '"') : NULL;
-        if (*m == '"' && !close) {
-            cdc_buf_puts(&msg, "\"...");
-            break;
-        }
-        if (!close) {
+        if (*m != '"') {
             cdc_buf_putc(&msg, (uint8_t)*m++);
-        } else if (names_option || close - m <= 2) {
-            cdc_buf_append(&msg, m, (size_t)(close - m) + 1);
-            m = close + 1;
-        } else {
-            cdc_buf_puts(&msg, "\"...\"");
-            m = close + 1;
+            continue;
         }
+        const char *close = strchr(m + 1, '"');
+        bool short_one =
+            close && close - m == 2 && (close[1] == ' ' || close[1] == '\n' || close[1] == '\0');
+        if (close && (names_option || short_one)) {
+            cdc_buf_append(&msg, m, (size_t)(close - m) + 1); /* an option name, or "=" */
+            m = close + 1;
+            continue;
+        }
+        /* Quoted user text: it may hold a '"' of its own, so nothing after
+         * its opening quote is shown. */
+        cdc_buf_puts(&msg, "\"...\"");
+        break;
     }
     snprintf(errstr, errstr_size, "%s: not a valid libpq connection string (%s)", key,
              cdc_buf_cstr(&msg));

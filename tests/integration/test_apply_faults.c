@@ -460,6 +460,21 @@ Test(apply_faults, tolerance_all_sends_poison_to_the_dlq_and_applies_the_rest)
 }
 
 /*
+ * Table letters, whose topic has one partition (cdc-devbroker would create
+ * it with several when first asked), and cdc-capture streaming it.
+ */
+static void letters_in_one_partition(void)
+{
+    char topic[256];
+    th_topic("public", "letters", topic, sizeof topic);
+    if (!th_broker_external())
+        th_broker_cmd(&broker, "create %s 1", topic);
+    th_sql(src, "CREATE TABLE letters (id int PRIMARY KEY, amount int)");
+    const char *const one[] = {"topic.partitions=1", NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", one);
+}
+
+/*
  * A one-by-one pass that is cut short and replayed must dead-letter its
  * rejected row once. Here the target connection dies in the pass, at the
  * event after the rejected one: a trigger kills its own backend at the
@@ -468,9 +483,7 @@ Test(apply_faults, tolerance_all_sends_poison_to_the_dlq_and_applies_the_rest)
  */
 Test(apply_faults, a_replayed_one_by_one_pass_dead_letters_once)
 {
-    th_sql(src, "CREATE TABLE letters (id int PRIMARY KEY, amount int)");
-    const char *const one[] = {"topic.partitions=1", NULL}; /* the pass goes in offset order */
-    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", one);
+    letters_in_one_partition(); /* the pass goes in offset order */
     th_sql(src, "INSERT INTO letters VALUES (1, 1)");
     const char *const all[] = {"errors.tolerance=all", NULL};
     start_apply(&app, "apply1.log", all);
@@ -505,6 +518,53 @@ Test(apply_faults, a_replayed_one_by_one_pass_dead_letters_once)
     cr_assert(strstr(th_hdr(&d->v[0], "cdc.error"), "small") != NULL, "%s",
               th_hdr(&d->v[0], "cdc.error"));
     th_hmsgs_free(d);
+    stop_clean(&app, "cdc-apply");
+}
+
+/*
+ * The dead-letter topic unavailable when a pass is through: the pass is
+ * rolled back and read again once Kafka is back, and the letter arrives
+ * once. A trigger holds the pass (pg_sleep) while the broker goes down.
+ */
+Test(apply_faults, an_unavailable_dlq_rolls_the_pass_back_and_sends_once)
+{
+    if (th_broker_external())
+        cr_skip_test("stops the broker");
+    letters_in_one_partition();
+    th_sql(src, "INSERT INTO letters VALUES (1, 1)");
+    const char *const opts[] = {"errors.tolerance=all", "kafka.message.timeout.ms=2000", NULL};
+    start_apply(&app, "apply.log", opts);
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"letters", NULL}, CONVERGE_MS,
+                             &app);
+    th_sql(dst, "ALTER TABLE letters ADD CONSTRAINT small CHECK (amount < 1000)");
+    th_sql(dst, "CREATE SEQUENCE once");
+    th_sql(dst, "CREATE FUNCTION hold_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF (SELECT count(*) FROM fresh) = 1 AND nextval('once') = 1 THEN "
+                "PERFORM pg_sleep(4); END IF; RETURN NULL; END $$");
+    th_sql(dst, "CREATE TRIGGER hold_once AFTER INSERT ON letters REFERENCING NEW TABLE AS fresh "
+                "FOR EACH STATEMENT EXECUTE FUNCTION hold_once()");
+    th_sql(src, "BEGIN; INSERT INTO letters VALUES (2, 5000); "
+                "INSERT INTO letters SELECT g, g FROM generate_series(3, 10) g; COMMIT");
+    int64_t end = th_now_ms() + 60000;
+    while (try_long(dst, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == 0)
+        cr_assert_lt(th_now_ms(), end, "the pass never reached the held insert");
+    th_broker_cmd(&broker, "down 1");
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(th_wait_log(path, "unavailable; the batch is read again", 30000),
+              "the failed dead letter was not noticed");
+    th_broker_cmd(&broker, "up 1");
+
+    char diff[8192];
+    cr_assert(th_wait_same_rows(&pg, "src", "(SELECT * FROM letters WHERE id <> 2)", "dst",
+                                "letters", CONVERGE_MS, diff, sizeof diff),
+              "the rows around the rejected one were not applied:\n%s", diff);
+    char dlq[256];
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    th_hmsgs *d = th_consume_headers(broker.bootstrap, dlq, 0, 10000);
+    cr_assert_eq(d->n, 1, "%zu dead letters for one rejected row", d->n);
+    th_hmsgs_free(d);
+    cr_assert_eq(th_proc_wait(&app, 0, NULL), -1, "cdc-apply must keep running");
     stop_clean(&app, "cdc-apply");
 }
 

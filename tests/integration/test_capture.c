@@ -347,22 +347,6 @@ Test(capture, update_leaving_a_toasted_key_alone_carries_the_key)
     th_msgs_free(m);
 }
 
-/*
- * A cluster that does not allow idempotent producers: kafka.enable.idempotence
- * =false must work (the built-in gapless guarantee needs idempotence, so it
- * gives way to one request in flight), not fail on a key the user never set.
- */
-Test(capture, idempotence_turned_off_still_streams)
-{
-    th_sql(db, "CREATE TABLE plain (id int PRIMARY KEY)");
-    const char *const extra[] = {"kafka.enable.idempotence=false", NULL};
-    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", extra);
-    th_sql(db, "INSERT INTO plain SELECT generate_series(1, 50)");
-    th_msgs *m = read_table("public", "plain", 50);
-    cr_assert_eq(m->n, 50);
-    th_msgs_free(m);
-}
-
 Test(capture, keyless_full_identity_table_uses_partition_zero)
 {
     th_sql(db, "CREATE TABLE ledger (account int, amount numeric(10,2))");

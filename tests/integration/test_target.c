@@ -61,7 +61,7 @@ static void teardown(void)
     th_pg_stop_src_dst(&pg, &src, &dst);
 }
 
-TestSuite(target, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(target, .init = setup, .fini = teardown, .timeout = 180);
 
 static void save(target *t, int32_t partition, int64_t next_offset, uint64_t lsn)
 {

@@ -231,6 +231,8 @@ Test(config, conninfo_errors_do_not_echo_the_string)
         "postgresql://u:s3cr%zzS3cret@h/db",
         "host=h password=my S3cret",
         "host=h password='S3cret",
+        "postgresql://app:Pa\"S3cret@[::1/db", /* a quote in the secret */
+        "host=h password=a\"S3cret\" x",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_assert_eq(cdc_config_check_conninfo("target.conninfo", bad[i], err, sizeof err), -1,
@@ -269,6 +271,28 @@ Test(config, set_twice_is_an_error)
     cr_assert(strncmp(err, "-c: given twice", 15) == 0, "%s", err);
     capture_config_free(&cfg);
     unlink(path);
+}
+
+/* Turning off what keeps an event from landing behind later ones is refused. */
+Test(config, idempotence_and_gapless_cannot_be_turned_off)
+{
+    const char *const keys[] = {"kafka.enable.idempotence=false", "kafka.enable.idempotence=0",
+                                "kafka.enable.gapless.guarantee=false"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        capture_config cfg;
+        char err[512];
+        cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                          "kafka.bootstrap.servers=k:1", "-s", keys[i]),
+                     CDC_CFG_ERROR, "%s", keys[i]);
+        cr_assert(strncmp(err, keys[i], strcspn(keys[i], "=")) == 0, "%s", err);
+        capture_config_free(&cfg);
+    }
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=k:1", "-s", "kafka.enable.idempotence=true"),
+                 CDC_CFG_OK, "%s", err);
+    capture_config_free(&cfg);
 }
 
 /* A -s without '=' may be a key and its secret: only the first word is shown. */
