@@ -410,7 +410,7 @@ int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errst
     cdc_buf msg;
     cdc_buf_init(&msg);
     const char *m = perr ? perr : "invalid";
-    bool names_option = strncmp(m, "invalid connection option", 25) == 0;
+    bool names_option = perr && strncmp(perr, "invalid connection option", 25) == 0;
     while (*m && *m != '\n') {
         if (*m != '"') {
             cdc_buf_putc(&msg, (uint8_t)*m++);
