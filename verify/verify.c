@@ -1,8 +1,8 @@
 /*
  * The comparison. Per table, both databases run the same summary query:
  *
- *   range = first 28 bits of md5(key as text) mod R
- *   per range: count(*), sum(first 60 bits of md5(row as text))
+ *   range = first 28 bits of md5(key as UTF-8 text) mod R
+ *   per range: count(*), sum(first 60 bits of md5(row as UTF-8 text))
  *
  * where "key" is the replica-identity key (primary key or the REPLICA
  * IDENTITY index; a keyless table uses the whole row) and "row" every
@@ -94,7 +94,7 @@ static int side_connect(side *s, const char *name, const char *conninfo)
                                   "SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "
                                   "SET bytea_output = 'hex'; SET lc_monetary = 'C'; "
                                   "SET row_security = off; SET statement_timeout = 0; "
-                                  "SET search_path = ''; "
+                                  "SET search_path = ''; SET client_encoding = 'UTF8'; "
                                   "SET default_transaction_read_only = on");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
@@ -451,10 +451,12 @@ done:
 static void hashed_rows_sql(cdc_buf *b, const table_plan *p, const char *from)
 {
     const char *keys = p->keys ? p->keys : p->cols;
-    cdc_buf_printf(b,
-                   "(SELECT (('x' || substr(md5(k), 1, 7))::bit(28)::int %% %d) AS b, k, r "
-                   "FROM (SELECT ROW(%s)::text AS k, ROW(%s)::text AS r FROM %s) s0) s1",
-                   p->ranges, keys, p->cols, from);
+    cdc_buf_printf(
+        b,
+        "(SELECT (('x' || substr(md5(convert_to(k, 'UTF8')), 1, 7))::bit(28)::int %% %d) "
+        "AS b, k, r "
+        "FROM (SELECT ROW(%s)::text AS k, ROW(%s)::text AS r FROM %s) s0) s1",
+        p->ranges, keys, p->cols, from);
 }
 
 static void summary_free(summary *s, int ranges)
@@ -509,7 +511,8 @@ static int summarize(side *src, side *tgt, const table_plan *p, summary *ss, sum
             continue;
         cdc_buf b;
         cdc_buf_init(&b);
-        cdc_buf_puts(&b, "SELECT b, count(*), sum(('x' || substr(md5(r), 1, 15))::bit(60)::bigint)"
+        cdc_buf_puts(&b, "SELECT b, count(*), "
+                         "sum(('x' || substr(md5(convert_to(r, 'UTF8')), 1, 15))::bit(60)::bigint)"
                          "::text FROM ");
         hashed_rows_sql(&b, p, i == 0 ? p->from : p->from_tgt);
         cdc_buf_puts(&b, " GROUP BY b");
@@ -610,7 +613,8 @@ static int diff_keys(const verify_config *cfg, side *src, side *tgt, const table
     for (int i = 0; i < 2; i++) {
         cdc_buf b;
         cdc_buf_init(&b);
-        cdc_buf_puts(&b, p->keys ? "SELECT k, md5(r) FROM " : "SELECT r, count(*) FROM ");
+        cdc_buf_puts(&b, p->keys ? "SELECT k, md5(convert_to(r, 'UTF8')) FROM "
+                                 : "SELECT r, count(*) FROM ");
         hashed_rows_sql(&b, p, i == 0 ? p->from : p->from_tgt);
         cdc_buf_puts(&b, p->keys ? " WHERE b = ANY($1::int[]) ORDER BY k COLLATE \"C\""
                                  : " WHERE b = ANY($1::int[]) GROUP BY r ORDER BY r COLLATE \"C\"");
@@ -741,12 +745,10 @@ static int compare_table(const verify_config *cfg, side *src, side *tgt, const t
                 cdc_info("%s.%s differs; comparing again for up to %d ms", t->nsp, t->rel,
                          cfg->wait_ms);
             sleep_ms(1000);
-            if (p.problem) {
-                /* The pipeline may create the table or columns meanwhile. */
-                plan_free(&p);
-                if (plan_table(cfg, src, tgt, t, &p) != 0)
-                    break;
-            }
+            /* Columns (and the target's table) may have come or changed meanwhile. */
+            plan_free(&p);
+            if (plan_table(cfg, src, tgt, t, &p) != 0)
+                break;
             continue;
         }
         if (equal) {

@@ -278,21 +278,26 @@ Test(verify, errors_exit_two)
 }
 
 /*
- * A "pipeline" that runs `sql` on the target two seconds from now, in a
+ * A "pipeline" that runs `sql` on database `db` two seconds from now, in a
  * child process; late_sql_wait asserts that it succeeded.
  */
-static pid_t late_sql(const char *sql)
+static pid_t late_sql_in(const char *db, const char *sql)
 {
     pid_t child = fork();
     cr_assert_neq(child, -1);
     if (child == 0) {
         sleep(2);
         char ci[TH_PATH_MAX];
-        PGconn *c = PQconnectdb(th_pg_conninfo(&pg, "dst", ci, sizeof ci));
+        PGconn *c = PQconnectdb(th_pg_conninfo(&pg, db, ci, sizeof ci));
         PGresult *r = PQexec(c, sql);
         _exit(PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1);
     }
     return child;
+}
+
+static pid_t late_sql(const char *sql)
+{
+    return late_sql_in("dst", sql);
 }
 
 static void late_sql_wait(pid_t child, const char *what)
@@ -332,5 +337,56 @@ Test(verify, wait_ms_waits_for_a_target_table_that_appears)
     late_sql_wait(child, "creating the table");
     cr_assert_eq(rc, 0, "%s", out);
     assert_line(out, "1 tables compared, all equal");
+    free(out);
+}
+
+/*
+ * Each comparison again reads the columns: a column added to both sides
+ * while cdc-verify waits, with other values in the target, differs.
+ */
+Test(verify, wait_ms_compares_columns_added_while_waiting)
+{
+    th_sql(dst, "DELETE FROM acc WHERE id = 5");
+    pid_t s = late_sql_in("src", "ALTER TABLE acc ADD COLUMN tag int DEFAULT 1");
+    pid_t t = late_sql("ALTER TABLE acc ADD COLUMN tag int DEFAULT 2;"
+                       "INSERT INTO acc SELECT * FROM (VALUES (5::bigint, 6.25, "
+                       "'2026-01-01 00:05:00+00'::timestamptz, 5 / 7.0, NULL::text, 2)) v");
+    char *out;
+    int rc =
+        run_verify("verify.log", (const char *const[]){"tables=acc", "wait.ms=6000", NULL}, &out);
+    late_sql_wait(s, "the source's new column");
+    late_sql_wait(t, "the target's new column");
+    cr_assert_eq(rc, 1, "the new column's values differ:\n%s", out);
+    assert_line(out, "different values");
+    free(out);
+}
+
+/* A LATIN1 source and a UTF8 target hold the same text: equal. */
+Test(verify, databases_of_different_encodings_compare_by_text)
+{
+    th_sql(src, "CREATE DATABASE latin ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' "
+                "LC_CTYPE 'C'");
+    char ci[TH_PATH_MAX], s[TH_PATH_MAX + 32];
+    th_pg_conninfo(&pg, "latin", ci, sizeof ci);
+    PGconn *latin = PQconnectdb(ci);
+    cr_assert_eq(PQstatus(latin), CONNECTION_OK, "%s", PQerrorMessage(latin));
+    const char *ddl = "CREATE TABLE names (id int PRIMARY KEY, name text);"
+                      "INSERT INTO names VALUES (1, 'Zoë'), (2, 'Ångström'), (3, 'plain')";
+    cr_assert_eq(PQsetClientEncoding(latin, "UTF8"), 0); /* this file's text */
+    th_sql(latin, "%s", ddl);
+    char *stored = th_sql_value(latin, "SELECT octet_length(name) FROM names WHERE id = 1");
+    cr_assert_str_eq(stored, "3", "one byte per letter in LATIN1");
+    free(stored);
+    th_sql(dst, "%s", ddl);
+    PQfinish(latin);
+    snprintf(s, sizeof s, "source.conninfo=%s", ci);
+    char *out;
+    int rc = run_verify("verify1.log", (const char *const[]){s, "tables=names", NULL}, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    th_sql(dst, "UPDATE names SET name = 'Zoe' WHERE id = 1");
+    rc = run_verify("verify2.log", (const char *const[]){s, "tables=names", NULL}, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    assert_line(out, "public.names (id)=(1): different values");
     free(out);
 }
