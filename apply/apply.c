@@ -708,18 +708,24 @@ static void positions_committed(applier *a)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Kafka failed us, not the events: read what is not applied again shortly. */
+static void read_again_later(applier *a)
+{
+    drop_batch(a);
+    a->need_resync = true;
+    if (!*a->stop)
+        sleep_ms(1000);
+}
+
 /*
  * The schemas topic could not be read for event m: the event is not at
- * fault, so it is neither dead-lettered nor a reason to stop. Everything
- * read but not applied is read again after a pause.
+ * fault, so it is neither dead-lettered nor a reason to stop.
  */
 static void schemas_unreadable(applier *a, const rd_kafka_message_t *m, const char *why)
 {
     cdc_warn("%s [%d] offset %lld: cannot read its schema (%s); reading again",
              rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset, why);
-    drop_batch(a);
-    a->need_resync = true;
-    sleep_ms(1000);
+    read_again_later(a);
 }
 
 static void handle_retry(applier *a)
@@ -1179,20 +1185,16 @@ static bool apply_one_by_one(applier *a)
         }
         p->next = after;
     }
-    if (r == TARGET_OK && !send_dead_letters(a)) {
-        /* Kafka, not the target, failed: read the batch again shortly. */
-        a->ndead = 0;
+    bool letters_sent = r != TARGET_OK || send_dead_letters(a);
+    a->ndead = 0;
+    if (!letters_sent) {
         target_rollback(a->tgt);
         if (!*a->stop)
             cdc_warn("dead-letter topic %s unavailable; the batch is read again",
                      a->cfg->dlq_topic);
-        drop_batch(a);
-        a->need_resync = true;
-        if (!*a->stop)
-            sleep_ms(1000);
+        read_again_later(a);
         return true;
     }
-    a->ndead = 0;
     if (r == TARGET_OK)
         r = save_positions(a);
     if (r == TARGET_OK)

@@ -63,12 +63,8 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
         return r;
     if (cdc_config_check_conninfo("target.conninfo", cfg->target_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    if (!cdc_topic_name_ok(cfg->topic_prefix, 200)) {
-        snprintf(errstr, errstr_size,
-                 "topic.prefix: invalid value '%s' (letters, digits, '.', '_', '-'; at most 200)",
-                 cfg->topic_prefix);
+    if (cdc_topic_name_check("topic.prefix", cfg->topic_prefix, 200, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    }
     if (!*cfg->group_id) {
         snprintf(errstr, errstr_size, "group.id: must not be empty");
         return CDC_CFG_ERROR;
@@ -83,10 +79,7 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
         cdc_buf_init(&b);
         cdc_buf_printf(&b, "%s.dlq", cfg->topic_prefix);
         cfg->dlq_topic = (char *)b.data;
-    } else if (!cdc_topic_name_ok(cfg->dlq_topic, 249)) {
-        snprintf(errstr, errstr_size,
-                 "dlq.topic: invalid value '%s' (letters, digits, '.', '_', '-'; at most 249)",
-                 cfg->dlq_topic);
+    } else if (cdc_topic_name_check("dlq.topic", cfg->dlq_topic, 249, errstr, errstr_size) != 0) {
         return CDC_CFG_ERROR;
     }
     cdc_log_level lvl;

@@ -86,12 +86,8 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
                  cfg->slot_name);
         return CDC_CFG_ERROR;
     }
-    if (!cdc_topic_name_ok(cfg->topic_prefix, 200)) {
-        snprintf(errstr, errstr_size,
-                 "topic.prefix: invalid value '%s' (letters, digits, '.', '_', '-'; at most 200)",
-                 cfg->topic_prefix);
+    if (cdc_topic_name_check("topic.prefix", cfg->topic_prefix, 200, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    }
     if (!*cfg->publication_name || strlen(cfg->publication_name) > 63) {
         snprintf(errstr, errstr_size, "publication.name: must be 1 to 63 characters");
         return CDC_CFG_ERROR;

@@ -180,8 +180,10 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
     size_t cap = 0;
     int lineno = 0, rc = 0;
     /* Keys set so far and their lines: a key set twice is a mistake. */
-    char **seen = NULL;
-    int *seen_line = NULL;
+    struct seen_key {
+        char *key;
+        int line;
+    } *seen = NULL;
     size_t nseen = 0;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
@@ -197,18 +199,16 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
         size_t i = 0;
-        while (i < nseen && strcmp(seen[i], key) != 0)
+        while (i < nseen && strcmp(seen[i].key, key) != 0)
             i++;
         if (i < nseen) {
             snprintf(errstr, errstr_size, "%s: set twice (%s:%d and line %d)", key, path,
-                     seen_line[i], lineno);
+                     seen[i].line, lineno);
             rc = -1;
             break;
         }
         seen = cdc_xrealloc(seen, (nseen + 1) * sizeof *seen);
-        seen_line = cdc_xrealloc(seen_line, (nseen + 1) * sizeof *seen_line);
-        seen[nseen] = cdc_xstrdup(key);
-        seen_line[nseen++] = lineno;
+        seen[nseen++] = (struct seen_key){cdc_xstrdup(key), lineno};
         char err[512];
         if (cdc_config_set(spec, cfg, key, value, err, sizeof err) != 0) {
             snprintf(errstr, errstr_size, "%s (%s:%d)", err, path, lineno);
@@ -217,9 +217,8 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
         }
     }
     for (size_t i = 0; i < nseen; i++)
-        free(seen[i]);
+        free(seen[i].key);
     free(seen);
-    free(seen_line);
     free(line);
     fclose(f);
     return rc;

@@ -102,15 +102,18 @@ static bool topic_char_ok(char c)
 
 #define TOPIC_MAX 249
 
-bool cdc_topic_name_ok(const char *s, size_t max)
+int cdc_topic_name_check(const char *key, const char *s, size_t max, char *errstr,
+                         size_t errstr_size)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > max || n > TOPIC_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!topic_char_ok(*p))
-            return false;
-    return true;
+    bool ok = n > 0 && n <= max && n <= TOPIC_MAX && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+    for (const char *p = s; ok && *p; p++)
+        ok = topic_char_ok(*p);
+    if (ok)
+        return 0;
+    snprintf(errstr, errstr_size,
+             "%s: invalid value '%s' (letters, digits, '.', '_', '-'; at most %zu)", key, s, max);
+    return -1;
 }
 
 void cdc_topic_for_table(cdc_buf *out, const char *prefix, const char *schema, const char *table)

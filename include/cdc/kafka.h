@@ -38,10 +38,12 @@ bool cdc_kafka_degraded(void);
  * full name so distinct tables keep distinct topics. Appends to out.
  */
 /*
- * True if `s` is a legal Kafka topic name (or topic prefix) of at most `max`
- * characters: letters, digits, '.', '_', '-'; not "." or "..".
+ * 0 if `s`, the value of configuration key `key`, is a legal Kafka topic
+ * name (or topic prefix) of at most `max` characters: letters, digits, '.',
+ * '_', '-'; not "." or "..". Else -1 with errstr naming the key.
  */
-bool cdc_topic_name_ok(const char *s, size_t max);
+int cdc_topic_name_check(const char *key, const char *s, size_t max, char *errstr,
+                         size_t errstr_size);
 
 void cdc_topic_for_table(cdc_buf *out, const char *prefix, const char *schema,
                          const char *table);

@@ -380,33 +380,29 @@ Test(config, apply_defaults_and_dlq_topic)
     apply_config_free(&cfg);
 }
 
+/* cdc-apply with its required keys and `setting` fails, naming `key` first. */
+static void apply_rejects(char *setting, const char *key)
+{
+    apply_config cfg;
+    char err[512];
+    char *args[] = {"-s",   "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1", "-s",
+                    setting};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, args), CDC_CFG_ERROR, "%s", setting);
+    cr_assert(strncmp(err, key, strlen(key)) == 0, "%s", err);
+    apply_config_free(&cfg);
+}
+
 Test(config, apply_errors_name_the_key)
 {
     apply_config cfg;
     char err[512];
-    char *bad_tol[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
-                       "-s", "errors.tolerance=maybe"};
-    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_tol), CDC_CFG_ERROR);
-    cr_assert(strncmp(err, "errors.tolerance", 16) == 0, "%s", err);
-    apply_config_free(&cfg);
+    apply_rejects("errors.tolerance=maybe", "errors.tolerance");
     char *missing[] = {"-s", "kafka.bootstrap.servers=k:1"};
     cr_assert_eq(load_apply(&cfg, err, sizeof err, 2, missing), CDC_CFG_ERROR);
     cr_assert(strncmp(err, "target.conninfo", 15) == 0, "%s", err);
     apply_config_free(&cfg);
-    char *bad_bool[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
-                        "-s", "auto.create=perhaps"};
-    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_bool), CDC_CFG_ERROR);
-    cr_assert(strncmp(err, "auto.create", 11) == 0, "%s", err);
-    apply_config_free(&cfg);
+    apply_rejects("auto.create=perhaps", "auto.create");
     /* A trailing comment is not a comment: the prefix would match nothing. */
-    char *bad_prefix[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
-                          "-s", "topic.prefix=cdc # prod"};
-    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_prefix), CDC_CFG_ERROR);
-    cr_assert(strncmp(err, "topic.prefix", 12) == 0, "%s", err);
-    apply_config_free(&cfg);
-    char *bad_dlq[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
-                       "-s", "dlq.topic=bad topic!"};
-    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, bad_dlq), CDC_CFG_ERROR);
-    cr_assert(strncmp(err, "dlq.topic", 9) == 0, "%s", err);
-    apply_config_free(&cfg);
+    apply_rejects("topic.prefix=cdc # prod", "topic.prefix");
+    apply_rejects("dlq.topic=bad topic!", "dlq.topic");
 }
