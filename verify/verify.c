@@ -17,6 +17,7 @@
  * zone, ISO dates, hex bytea, shortest exact floats).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@
 typedef struct side {
     const char *name; /* "source" or "target" */
     PGconn *conn;
+    volatile sig_atomic_t *stop; /* SIGINT/SIGTERM seen (may be NULL) */
+    bool cancel_sent;            /* for the query now running */
 } side;
 
 typedef struct table_ref {
@@ -75,9 +78,11 @@ typedef struct table_result {
 
 /* ---- connections ------------------------------------------------------ */
 
-static int side_connect(side *s, const char *name, const char *conninfo)
+static int side_connect(side *s, const char *name, const char *conninfo,
+                        volatile sig_atomic_t *stop)
 {
     s->name = name;
+    s->stop = stop;
     const char *keys[] = {"application_name", "dbname", NULL};
     const char *vals[] = {"cdc-verify", conninfo, NULL};
     s->conn = PQconnectdbParams(keys, vals, 1);
@@ -103,17 +108,61 @@ static int side_connect(side *s, const char *name, const char *conninfo)
     return ok ? 0 : -1;
 }
 
-/* Run a parameterised query; NULL (logged with `what`) on error. */
-static PGresult *side_query(side *s, const char *what, const char *sql, int nparams,
-                            const char *const *params)
+/*
+ * Wait until the next result can be read without blocking. A stop request
+ * (Ctrl-C, SIGTERM) asks the server to cancel the running query, once, so
+ * a long scan or a wait for a lock ends with an error instead of running on
+ * behind an exiting cdc-verify.
+ */
+static void side_wait(side *s)
 {
-    PGresult *r = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        cdc_error("%s: %s: %s", s->name, what, PQresultErrorMessage(r));
+    while (PQisBusy(s->conn)) {
+        if (s->stop && *s->stop && !s->cancel_sent) {
+            s->cancel_sent = true;
+            char err[256];
+            PGcancel *c = PQgetCancel(s->conn);
+            if (!c || !PQcancel(c, err, sizeof err))
+                cdc_warn("%s: cannot cancel the running query: %s", s->name,
+                         c ? err : "no cancel handle");
+            else
+                cdc_info("%s: cancelling the running query", s->name);
+            PQfreeCancel(c);
+        }
+        struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
+        int rc = poll(&pfd, 1, 100);
+        if (rc < 0 && errno != EINTR)
+            return; /* PQgetResult reports the connection's state */
+        if (rc > 0 && !PQconsumeInput(s->conn))
+            return;
+    }
+}
+
+/* Wait for the result of a query sent with PQsendQuery*; -1 (logged) on error. */
+static PGresult *side_result(side *s, const char *what, ExecStatusType want)
+{
+    side_wait(s);
+    PGresult *r = PQgetResult(s->conn), *extra;
+    for (side_wait(s); (extra = PQgetResult(s->conn)) != NULL; side_wait(s))
+        PQclear(extra);
+    s->cancel_sent = false;
+    if (!r || PQresultStatus(r) != want) {
+        cdc_error("%s: %s: %s", s->name, what,
+                  r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
         PQclear(r);
         return NULL;
     }
     return r;
+}
+
+/* Run a parameterised query; NULL (logged with `what`) on error. */
+static PGresult *side_query(side *s, const char *what, const char *sql, int nparams,
+                            const char *const *params)
+{
+    if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+        cdc_error("%s: %s: %s", s->name, what, PQerrorMessage(s->conn));
+        return NULL;
+    }
+    return side_result(s, what, PGRES_TUPLES_OK);
 }
 
 static char *quote_ident(side *s, const char *name)
@@ -469,21 +518,6 @@ static void summary_free(summary *s, int ranges)
     memset(s, 0, sizeof *s);
 }
 
-/* Wait for the result of a query sent with PQsendQuery*; -1 (logged) on error. */
-static PGresult *side_result(side *s, const char *what, ExecStatusType want)
-{
-    PGresult *r = PQgetResult(s->conn), *extra;
-    while ((extra = PQgetResult(s->conn)) != NULL)
-        PQclear(extra);
-    if (!r || PQresultStatus(r) != want) {
-        cdc_error("%s: %s: %s", s->name, what,
-                  r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
 static int summary_fill(summary *s, PGresult *r, int ranges)
 {
     s->rows = cdc_xcalloc((size_t)ranges, sizeof *s->rows);
@@ -548,6 +582,7 @@ static void stream_next(stream *st, const char *what)
     st->row = NULL;
     if (st->failed)
         return;
+    side_wait(st->s);
     PGresult *r = PQgetResult(st->s->conn);
     if (!r)
         return;
@@ -561,8 +596,9 @@ static void stream_next(stream *st, const char *what)
     }
     PQclear(r);
     /* The end: drain to the NULL that makes the connection ready again. */
-    while ((r = PQgetResult(st->s->conn)) != NULL)
+    for (side_wait(st->s); (r = PQgetResult(st->s->conn)) != NULL; side_wait(st->s))
         PQclear(r);
+    st->s->cancel_sent = false;
 }
 
 static void print_value(FILE *out, const char *v)
@@ -798,8 +834,8 @@ int verify_run(const verify_config *cfg, FILE *out, volatile sig_atomic_t *stop)
     side src = {0}, tgt = {0};
     table_list tables = {0};
     int status = VERIFY_ERROR;
-    if (side_connect(&src, "source", cfg->source_conninfo) != 0 ||
-        side_connect(&tgt, "target", cfg->target_conninfo) != 0)
+    if (side_connect(&src, "source", cfg->source_conninfo, stop) != 0 ||
+        side_connect(&tgt, "target", cfg->target_conninfo, stop) != 0)
         goto done;
     if (tables_find(cfg, &src, &tables) != 0)
         goto done;
@@ -809,28 +845,44 @@ int verify_run(const verify_config *cfg, FILE *out, volatile sig_atomic_t *stop)
     }
     fprintf(out, "%-40s %12s %12s %7s %9s  %s\n", "table", "source rows", "target rows", "ranges",
             "differing", "result");
-    size_t different = 0;
-    status = VERIFY_EQUAL;
-    for (size_t i = 0; i < tables.n; i++) {
-        if (stop && *stop) {
-            cdc_error("interrupted");
-            status = VERIFY_ERROR;
-            goto done;
-        }
+    /*
+     * A table that cannot be compared (a policy, a permission, a lock wait
+     * cut short) is reported and the others are still compared; the run
+     * then exits 2. A lost connection or a stop request ends the run.
+     */
+    size_t compared = 0, different = 0, failed = 0;
+    for (size_t i = 0; i < tables.n && !(stop && *stop); i++) {
         int s = compare_table(cfg, &src, &tgt, &tables.v[i], out, stop);
-        if (s == VERIFY_ERROR) {
-            status = VERIFY_ERROR;
-            goto done;
-        }
-        if (s == VERIFY_DIFFERENT) {
+        if (s == VERIFY_DIFFERENT)
             different++;
-            status = VERIFY_DIFFERENT;
+        if (s != VERIFY_ERROR) {
+            compared++;
+            continue;
+        }
+        failed++;
+        char name[256];
+        snprintf(name, sizeof name, "%s.%s", tables.v[i].nsp, tables.v[i].rel);
+        fprintf(out, "%-40s %12s %12s %7s %9s  %s\n", name, "-", "-", "-", "-",
+                "ERROR (see the log)");
+        if (PQstatus(src.conn) != CONNECTION_OK || PQstatus(tgt.conn) != CONNECTION_OK) {
+            cdc_error("%s: the connection is lost; the remaining tables are not compared",
+                      PQstatus(src.conn) != CONNECTION_OK ? src.name : tgt.name);
+            failed += tables.n - i - 1;
+            break;
         }
     }
-    if (different)
+    if (stop && *stop) {
+        cdc_error("interrupted");
+        fprintf(out, "cdc-verify: interrupted; %zu of %zu tables compared\n", compared, tables.n);
+        failed++;
+    } else if (failed)
+        fprintf(out, "cdc-verify: %zu of %zu tables could not be compared, %zu DIFFER\n", failed,
+                tables.n, different);
+    else if (different)
         fprintf(out, "cdc-verify: %zu of %zu tables DIFFER\n", different, tables.n);
     else
         fprintf(out, "cdc-verify: %zu tables compared, all equal\n", tables.n);
+    status = failed ? VERIFY_ERROR : different ? VERIFY_DIFFERENT : VERIFY_EQUAL;
 done:
     fflush(out);
     tables_free(&tables);

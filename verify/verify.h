@@ -38,7 +38,8 @@ void verify_config_free(verify_config *cfg);
 /*
  * Compare and print the report to `out` (errors go to the log, stderr).
  * Returns VERIFY_EQUAL, VERIFY_DIFFERENT or VERIFY_ERROR. `stop` (may be
- * NULL) is polled while waiting between comparisons.
+ * NULL) is polled while waiting between comparisons and while a query
+ * runs: once set, running queries are cancelled on the server.
  */
 int verify_run(const verify_config *cfg, FILE *out, volatile sig_atomic_t *stop);
 

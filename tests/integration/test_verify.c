@@ -2,13 +2,15 @@
  * cdc-verify against real databases: equal tables exit 0; a changed value,
  * a missing row and an extra row exit 1 and are named by key; keyless
  * tables compare as multisets; a missing target table or column differs; a
- * missing source table or an unreachable server exits 2; wait.ms waits for
- * a target that catches up.
+ * missing source table or an unreachable server exits 2 (a table that
+ * cannot be read is named and the others are still compared); wait.ms
+ * waits for a target that catches up; SIGINT cancels a running query.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,8 +52,8 @@ static void teardown(void)
 
 TestSuite(verify, .init = setup, .fini = teardown, .timeout = 240);
 
-/* Run cdc-verify with extra -s settings; returns its exit code, output in *out. */
-static int run_verify(const char *log, const char *const *extra, char **out)
+/* Start cdc-verify with extra -s settings, its output going to `log`. */
+static void spawn_verify(th_proc *p, const char *log, const char *const *extra)
 {
     char sci[TH_PATH_MAX], tci[TH_PATH_MAX], s[TH_PATH_MAX + 32], t[TH_PATH_MAX + 32];
     th_pg_conninfo(&pg, "src", sci, sizeof sci);
@@ -65,10 +67,12 @@ static int run_verify(const char *log, const char *const *extra, char **out)
         argv[n++] = *extra;
     }
     argv[n] = NULL;
-    th_proc p = {0};
-    th_spawn(&p, log, (char *const *)argv);
-    int st;
-    cr_assert_eq(th_proc_wait(&p, 120000, &st), 0, "cdc-verify did not finish");
+    th_spawn(p, log, (char *const *)argv);
+}
+
+/* The whole of `log` (in the test's directory); the caller frees it. */
+static char *read_log(const char *log)
+{
     char path[TH_PATH_MAX * 2];
     snprintf(path, sizeof path, "%s/%s", th_test_dir(), log);
     FILE *f = fopen(path, "r");
@@ -83,7 +87,16 @@ static int run_verify(const char *log, const char *const *extra, char **out)
     }
     buf[len] = '\0';
     fclose(f);
-    *out = buf;
+    return buf;
+}
+
+/* Run cdc-verify with extra -s settings; returns its exit code, output in *out. */
+static int run_verify(const char *log, const char *const *extra, char **out)
+{
+    th_proc p = {0};
+    spawn_verify(&p, log, extra);
+    cr_assert_eq(th_proc_wait(&p, 120000, NULL), 0, "cdc-verify did not finish");
+    *out = read_log(log);
     return th_proc_exit_code(&p);
 }
 
@@ -239,6 +252,54 @@ Test(verify, row_level_security_is_an_error_not_a_filter)
     int rc = run_verify("verify.log", (const char *const[]){s, t, NULL}, &out);
     cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
     assert_line(out, "row-level security");
+    /* The table that cannot be read is named; the others are still compared. */
+    assert_line(out, "ERROR (see the log)");
+    char pair[128];
+    snprintf(pair, sizeof pair, "%-40s %12s %12s", "public.pair", "1000", "1000");
+    assert_line(out, pair);
+    assert_line(out, "1 of 4 tables could not be compared, 0 DIFFER");
+    free(out);
+}
+
+static long activity_count(const char *where)
+{
+    char *v = th_sql_value(dst, "SELECT count(*) FROM pg_stat_activity WHERE %s", where);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+/*
+ * Ctrl-C or SIGTERM while a query runs (here it waits for a lock another
+ * session holds): cdc-verify cancels the query on the server and exits 2,
+ * instead of waiting on and leaving its backend behind.
+ */
+Test(verify, a_stop_signal_cancels_the_running_query)
+{
+    th_sql(src, "BEGIN; LOCK TABLE acc IN ACCESS EXCLUSIVE MODE");
+    th_proc p = {0};
+    spawn_verify(&p, "verify.log", (const char *const[]){"tables=public.pair,public.acc", NULL});
+    /* pg_stat_activity from dst: src's open transaction would keep a snapshot of it. */
+    const char *waiting = "application_name = 'cdc-verify' AND wait_event_type = 'Lock'";
+    int64_t deadline = th_now_ms() + 60000;
+    while (activity_count(waiting) == 0 && th_now_ms() < deadline)
+        usleep(100 * 1000);
+    cr_assert_eq(activity_count(waiting), 1, "cdc-verify never waited for the lock");
+    th_proc_kill(&p, SIGINT);
+    int waited = th_proc_wait(&p, 30000, NULL);
+    if (waited != 0)
+        th_proc_stop(&p, 1000);
+    cr_assert_eq(waited, 0, "cdc-verify still waits for the lock after SIGINT");
+    char *out = read_log("verify.log");
+    cr_assert_eq(th_proc_exit_code(&p), 2, "%s", out);
+    assert_line(out, "canceling statement due to user request");
+    assert_line(out, "interrupted; 1 of 2 tables compared");
+    /* Nothing of it is left on the server while the lock is still held. */
+    deadline = th_now_ms() + 10000;
+    while (activity_count("application_name = 'cdc-verify'") > 0 && th_now_ms() < deadline)
+        usleep(100 * 1000);
+    cr_assert_eq(activity_count("application_name = 'cdc-verify'"), 0, "%s", out);
+    th_sql(src, "ROLLBACK");
     free(out);
 }
 
