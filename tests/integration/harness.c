@@ -1109,6 +1109,19 @@ char *th_sql_value(PGconn *conn, const char *fmt, ...)
     return v;
 }
 
+long th_sql_long(PGconn *conn, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = xvasprintf(fmt, ap);
+    va_end(ap);
+    char *v = th_sql_value(conn, "%s", sql);
+    free(sql);
+    long n = v ? strtol(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
 /* ---- Kafka broker ------------------------------------------------------- */
 
 bool th_broker_external(void)

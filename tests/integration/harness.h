@@ -151,6 +151,8 @@ void th_sql(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2,
  * on error.
  */
 char *th_sql_value(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same value as a number: -1 if there is no row or the value is NULL. */
+long th_sql_long(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- Kafka broker ------------------------------------------------------ */
 

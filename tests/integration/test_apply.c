@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,21 +94,6 @@ static void assert_same_shape(const char *table)
                      table, d, s);
     free(s);
     free(d);
-}
-
-/* The first value of a query as a number (-1 for NULL). */
-static long sql_long(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long sql_long(PGconn *c, const char *fmt, ...)
-{
-    char q[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(q, sizeof q, fmt, ap);
-    va_end(ap);
-    char *v = th_sql_value(c, "%s", q);
-    long n = v ? strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
 }
 
 /* ---- 1. every type family through inserts, updates and deletes ---------- */
@@ -204,9 +188,9 @@ Test(apply, mixed_workload_converges_with_types_kept)
     free(sl);
     free(dl);
     /* The TOASTed bodies are really there, not NULL or a placeholder. */
-    long big = sql_long(src, "SELECT count(*) FROM pay WHERE length(body) >= 9600");
+    long big = th_sql_long(src, "SELECT count(*) FROM pay WHERE length(body) >= 9600");
     cr_assert_gt(big, 30);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM pay WHERE length(body) >= 9600"), big);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM pay WHERE length(body) >= 9600"), big);
     assert_running(&app, "cdc-apply");
     stop_clean(&app, "cdc-apply");
 }
@@ -227,11 +211,12 @@ Test(apply, batches_are_written_over_the_configured_connections)
     converge(tables, CONVERGE_MS);
     const char *conns = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                         "AND application_name = 'cdc-apply'";
-    cr_assert_eq(sql_long(dst, "%s", conns), 3, "cdc-apply should hold 3 target connections");
+    cr_assert_eq(th_sql_long(dst, "%s", conns), 3, "cdc-apply should hold 3 target connections");
     /* Every partition of the topic got events and a recorded position. */
     char topic[256];
     th_topic("public", "pay", topic, sizeof topic);
-    long parts = sql_long(dst, "SELECT count(*) FROM cdc.apply_positions WHERE topic = '%s'", topic);
+    long parts =
+        th_sql_long(dst, "SELECT count(*) FROM cdc.apply_positions WHERE topic = '%s'", topic);
     cr_assert_geq(parts, 3, "only %ld partitions recorded: the writers were not all used", parts);
     stop_clean(&app, "cdc-apply");
 
@@ -240,7 +225,7 @@ Test(apply, batches_are_written_over_the_configured_connections)
     th_sql(src, "UPDATE pay SET memo = 'one connection' WHERE id %% 2 = 0");
     th_sql(src, "INSERT INTO pay SELECT g, g, 'late' FROM generate_series(3001, 3500) g");
     converge(tables, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "%s", conns), 1);
+    cr_assert_eq(th_sql_long(dst, "%s", conns), 1);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -261,7 +246,7 @@ Test(apply, a_quiet_stream_is_applied_without_waiting_for_batch_max_ms)
         th_sql(src, "INSERT INTO pay VALUES (%d, %d.25)", i, i);
         converge(tables, CONVERGE_MS);
     }
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM pay"), 4);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM pay"), 4);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -285,7 +270,7 @@ Test(apply, new_tables_sharing_a_new_enum_type_are_created_once)
     snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
     cr_assert(!th_wait_log(path, "rejected a batch", 100),
               "creating the tables collided between the writers");
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM pg_type WHERE typname = 'state'"), 1);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM pg_type WHERE typname = 'state'"), 1);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -330,8 +315,8 @@ Test(apply, primary_key_update_moves_the_row)
     th_sql(src, "UPDATE acct SET id = 8000 WHERE id = 8");
     th_sql(src, "UPDATE acct SET id = 8 WHERE id = 8000");
     converge((const char *const[]){"acct", NULL}, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM acct WHERE id IN "
-                               "(1, 2, 3, 4, 5, 7, 30, 700, 8000)"),
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM acct WHERE id IN "
+                                  "(1, 2, 3, 4, 5, 7, 30, 700, 8000)"),
                  0, "old keys must be gone");
     char *row = th_sql_value(dst, "SELECT acct::text FROM acct WHERE id = 1000");
     cr_assert_str_eq(row, "(1000,\"owner 1\",1.50,n1)", "all values under the new key");
@@ -367,7 +352,7 @@ Test(apply, primary_key_update_keeps_unchanged_toasted_value_under_full_identity
     th_sql(src, "UPDATE docs SET id = 20, version = 2 WHERE id = 2");
     th_sql(src, "INSERT INTO docs VALUES (4, 1, 'after the key changes')");
     converge((const char *const[]){"docs", NULL}, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM docs WHERE length(body) = 9600"), 3);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM docs WHERE length(body) = 9600"), 3);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -389,8 +374,8 @@ Test(apply, primary_key_update_without_toasted_value_stops_under_default_identit
     snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
     cr_assert(th_wait_log(path, "table public.docs", 100), "the log must name the table");
     cr_assert(th_wait_log(path, "TOAST", 100), "the log must say why");
-    if (sql_long(dst, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.docs')"))
-        cr_assert_eq(sql_long(dst, "SELECT count(*) FROM docs WHERE id = 10 AND body IS NULL"),
+    if (th_sql_long(dst, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.docs')"))
+        cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM docs WHERE id = 10 AND body IS NULL"),
                      0, "the row must not be written without its value");
 }
 
@@ -410,8 +395,8 @@ Test(apply, update_leaving_a_toasted_key_alone_applies)
     th_sql(src, "UPDATE notes SET memo = NULL WHERE k LIKE '%%2'");
     th_sql(src, "DELETE FROM notes WHERE k LIKE '%%3'");
     converge((const char *const[]){"notes", NULL}, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM notes WHERE version = 2"), 2);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM notes"), 18);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM notes WHERE version = 2"), 2);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM notes"), 18);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -476,7 +461,7 @@ Test(apply, column_added_while_streaming_appears_with_values)
     th_sql(src, "INSERT INTO evo VALUES (101, 'new', 0.0001, '{}', 'silver')");
     converge((const char *const[]){"evo", NULL}, CONVERGE_MS);
     assert_same_shape("evo");
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM evo WHERE t = 'gold'"), 11);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM evo WHERE t = 'gold'"), 11);
     stop_clean(&app, "cdc-apply");
 }
 
@@ -548,17 +533,17 @@ Test(apply, truncate_with_inserts_in_flight_on_every_partition)
                 "COMMIT");
     insert_tr(3201, 3500, 50);
     converge((const char *const[]){"tr", NULL}, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM tr WHERE id <= 3100"), 0);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM tr WHERE id > 3100"), 400);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM tr WHERE id <= 3100"), 0);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM tr WHERE id > 3100"), 400);
     char path[TH_PATH_MAX];
     snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
     cr_assert(th_wait_log(path, "truncated public.tr", 1000));
     /* Every partition went on past the last truncate. */
     char topic[256];
     th_topic("public", "tr", topic, sizeof topic);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM cdc.apply_truncates WHERE topic = '%s'",
-                          topic),
-                 0, "no truncate left half-done");
+    cr_assert_eq(
+        th_sql_long(dst, "SELECT count(*) FROM cdc.apply_truncates WHERE topic = '%s'", topic), 0,
+        "no truncate left half-done");
     stop_clean(&app, "cdc-apply");
 }
 
@@ -587,7 +572,7 @@ Test(apply, keyless_table_with_duplicate_rows_converges)
     th_sql(src, "INSERT INTO led VALUES (2, NULL, NULL, NULL)");
     converge((const char *const[]){"led", NULL}, CONVERGE_MS);
     assert_same_shape("led");
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM led WHERE account = 2 AND amount IS NULL"),
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM led WHERE account = 2 AND amount IS NULL"),
                  2);
     stop_clean(&app, "cdc-apply");
 }
@@ -597,10 +582,10 @@ Test(apply, keyless_table_with_duplicate_rows_converges)
 /* Sum of the recorded next offsets of `topic` in the target. */
 static long applied_offsets(const char *topic)
 {
-    return sql_long(dst,
-                    "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions "
-                    "WHERE topic = '%s'",
-                    topic);
+    return th_sql_long(dst,
+                       "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions "
+                       "WHERE topic = '%s'",
+                       topic);
 }
 
 static bool wait_applied_offsets(const char *topic, long want, int timeout_ms)
@@ -672,7 +657,7 @@ Test(apply, replayed_events_change_nothing)
                                     "FROM (SELECT p::text FROM pay p UNION ALL "
                                     "SELECT i::text FROM ins i) t");
     cr_assert_str_eq(after, before, "replayed events changed the target");
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM ins"), 100, "ins applied twice");
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM ins"), 100, "ins applied twice");
     converge(tables, 1000);
     free(after);
 
@@ -682,7 +667,7 @@ Test(apply, replayed_events_change_nothing)
     th_sql(src, "INSERT INTO ins VALUES (101, 'after restart')");
     th_sql(src, "UPDATE pay SET memo = 'after restart' WHERE id = 1");
     converge(tables, CONVERGE_MS);
-    cr_assert_eq(sql_long(dst, "SELECT count(*) FROM ins"), 101);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM ins"), 101);
     cr_assert(wait_applied_offsets(ins_topic, 2 * ins_end + 1, 30000));
     cr_assert_eq(applied_offsets(ins_topic), 2 * ins_end + 1, "positions went past the end");
     free(before);

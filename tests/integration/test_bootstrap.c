@@ -21,7 +21,6 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,20 +80,6 @@ static const char *log_path(const char *name)
     static char path[TH_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", th_test_dir(), name);
     return path;
-}
-
-static long sql_long(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long sql_long(PGconn *c, const char *fmt, ...)
-{
-    char q[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(q, sizeof q, fmt, ap);
-    va_end(ap);
-    char *v = th_sql_value(c, "%s", q);
-    long n = v ? strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
 }
 
 static void kill9(th_proc *p)
@@ -320,10 +305,10 @@ static void wl_start(workload *w, const tspec *t, bool deletes, unsigned seed)
     w->deletes = deletes;
     w->seed = seed;
     for (int i = 0; i < w->ntables; i++)
-        w->next_id[i] = sql_long(src,
-                                 "SELECT coalesce(max(id) + 1, %ld) FROM hist WHERE tbl = "
-                                 "'%s' AND id >= %ld",
-                                 WL_ID_BASE, t[i].name, WL_ID_BASE);
+        w->next_id[i] = th_sql_long(src,
+                                    "SELECT coalesce(max(id) + 1, %ld) FROM hist WHERE tbl = "
+                                    "'%s' AND id >= %ld",
+                                    WL_ID_BASE, t[i].name, WL_ID_BASE);
     atomic_store(&w->stop, 0);
     cr_assert_eq(pthread_create(&w->thr, NULL, wl_main, w), 0);
 }
@@ -514,11 +499,12 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
     PGconn *c = th_pg_connect(&pg, "src");
     size_t n = load_events(c, t);
     cr_log_info("%zu messages in the topics", n);
-    res.lsn = sql_long(c, "SELECT max(commit_lsn) FROM ev_r");
+    res.lsn = th_sql_long(c, "SELECT max(commit_lsn) FROM ev_r");
     cr_assert_gt(res.lsn, 0, "no r events at all in %zu messages", n);
-    res.loads = sql_long(c, "SELECT count(DISTINCT commit_lsn) FROM ev_r");
-    res.rows = sql_long(c, "SELECT count(*) FROM ev_r WHERE commit_lsn = %lld", (long long)res.lsn);
-    res.streamed = sql_long(c, "SELECT count(*) FROM ev_s");
+    res.loads = th_sql_long(c, "SELECT count(DISTINCT commit_lsn) FROM ev_r");
+    res.rows =
+        th_sql_long(c, "SELECT count(*) FROM ev_r WHERE commit_lsn = %lld", (long long)res.lsn);
+    res.streamed = th_sql_long(c, "SELECT count(*) FROM ev_s");
     if (o->single_load)
         cr_assert_eq(res.loads, 1, "r events at %ld different commit LSNs: %s", res.loads,
                      sample(c, "SELECT commit_lsn || ': ' || count(*) FROM ev_r GROUP BY 1"));
@@ -530,19 +516,19 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
              "SELECT tbl || ' id ' || id || ' x' || count(*) FROM ev_r WHERE commit_lsn = %ld "
              "GROUP BY tbl, id HAVING count(*) > 1",
              lsn);
-    long dups = sql_long(c, "SELECT count(*) FROM (%s) d", q);
+    long dups = th_sql_long(c, "SELECT count(*) FROM (%s) d", q);
     cr_assert_eq(dups, 0, "%ld keys have more than one r event in the load at %ld:\n  %s", dups,
                  lsn, sample(c, q));
     /* source.snapshot: "true", and "last" on exactly one event, the final one. */
-    cr_assert_eq(sql_long(c,
-                          "SELECT count(*) FROM ev_r WHERE commit_lsn = %ld "
-                          "AND snap NOT IN ('true', 'last')",
-                          lsn),
+    cr_assert_eq(th_sql_long(c,
+                             "SELECT count(*) FROM ev_r WHERE commit_lsn = %ld "
+                             "AND snap NOT IN ('true', 'last')",
+                             lsn),
                  0, "r events with source.snapshot other than true/last: %s",
                  sample(c, "SELECT DISTINCT snap FROM ev_r"));
     cr_assert_eq(
-        sql_long(c, "SELECT count(*) FROM ev_r WHERE commit_lsn = %ld AND snap = 'last'", lsn), 1,
-        "the load must mark exactly one event (its final one) snapshot=last");
+        th_sql_long(c, "SELECT count(*) FROM ev_r WHERE commit_lsn = %ld AND snap = 'last'", lsn),
+        1, "the load must mark exactly one event (its final one) snapshot=last");
     /*
      * Only changes committed from C on are streamed (a commit record that
      * starts at C itself is not in the snapshot), and every event of the
@@ -552,14 +538,14 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
              "SELECT tbl || ' ' || op || ' id ' || id || ' txid ' || txid || ' commit_lsn ' || "
              "commit_lsn FROM ev_s WHERE commit_lsn < %ld ORDER BY commit_lsn",
              lsn);
-    long early = sql_long(c, "SELECT count(*) FROM (%s) e", q);
+    long early = th_sql_long(c, "SELECT count(*) FROM (%s) e", q);
     cr_assert_eq(early, 0, "%ld streamed events before the consistent point %ld:\n  %s", early, lsn,
                  sample(c, q));
     snprintf(q, sizeof q,
              "SELECT tbl || ' id ' || id || ' ordinal ' || ordinal FROM ev_r "
              "WHERE commit_lsn = %ld AND ordinal >= 0",
              lsn);
-    long late = sql_long(c, "SELECT count(*) FROM (%s) l", q);
+    long late = th_sql_long(c, "SELECT count(*) FROM (%s) l", q);
     cr_assert_eq(late, 0,
                  "%ld r events do not order before a transaction committed at the consistent "
                  "point (ordinal >= 0):\n  %s",
@@ -568,7 +554,7 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
         snprintf(q, sizeof q,
                  "SELECT tbl || ' commit_lsn ' || commit_lsn || ' ordinal ' || ordinal || ' x' "
                  "|| count(*) FROM ev_s GROUP BY tbl, commit_lsn, ordinal HAVING count(*) > 1");
-        long rep = sql_long(c, "SELECT count(*) FROM (%s) r", q);
+        long rep = th_sql_long(c, "SELECT count(*) FROM (%s) r", q);
         cr_assert_eq(rep, 0, "%ld streamed events sent more than once:\n  %s", rep, sample(c, q));
     }
 
@@ -588,25 +574,25 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
                          "SELECT tbl, id, v, pad FROM pre p WHERE NOT EXISTS "
                          "(SELECT 1 FROM h WHERE h.tbl = p.tbl AND h.id = p.id) "
                          "UNION ALL SELECT tbl, id, v, pad FROM h WHERE op <> 'd'");
-        res.pre_txns = sql_long(c, "SELECT count(DISTINCT txid) FROM hist WHERE NOT EXISTS "
-                                   "(SELECT 1 FROM ev_s WHERE ev_s.txid = hist.txid)");
-        res.post_txns = sql_long(c, "SELECT count(DISTINCT txid) FROM hist WHERE EXISTS "
-                                    "(SELECT 1 FROM ev_s WHERE ev_s.txid = hist.txid)");
+        res.pre_txns = th_sql_long(c, "SELECT count(DISTINCT txid) FROM hist WHERE NOT EXISTS "
+                                      "(SELECT 1 FROM ev_s WHERE ev_s.txid = hist.txid)");
+        res.post_txns = th_sql_long(c, "SELECT count(DISTINCT txid) FROM hist WHERE EXISTS "
+                                       "(SELECT 1 FROM ev_s WHERE ev_s.txid = hist.txid)");
     }
     th_sql(c, "CREATE TEMP TABLE expect AS %s", cdc_buf_cstr(&e));
     cdc_buf_free(&e);
-    long expected = sql_long(c, "SELECT count(*) FROM expect");
+    long expected = th_sql_long(c, "SELECT count(*) FROM expect");
     snprintf(q, sizeof q,
              "SELECT 'missing from the load: ' || x::text FROM (SELECT tbl, id, v, pad FROM "
              "expect EXCEPT ALL SELECT tbl, id, v, pad FROM ev_r WHERE commit_lsn = %ld) x",
              lsn);
-    long missing = sql_long(c, "SELECT count(*) FROM (%s) m", q);
+    long missing = th_sql_long(c, "SELECT count(*) FROM (%s) m", q);
     char *missing_rows = sample(c, q);
     snprintf(q, sizeof q,
              "SELECT 'in the load only: ' || x::text FROM (SELECT tbl, id, v, pad FROM ev_r "
              "WHERE commit_lsn = %ld EXCEPT ALL SELECT tbl, id, v, pad FROM expect) x",
              lsn);
-    long extra = sql_long(c, "SELECT count(*) FROM (%s) m", q);
+    long extra = th_sql_long(c, "SELECT count(*) FROM (%s) m", q);
     cr_assert(missing == 0 && extra == 0,
               "the load at %ld is not the state at that point: %ld rows expected, %ld r events; "
               "%ld rows missing or different, %ld extra or different:\n  %s\n  %s",
@@ -621,7 +607,7 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
              "AND r.id = s.id AND r.commit_lsn = %ld WHERE s.part <> r.part OR s.off <= r.off "
              "OR s.key IS DISTINCT FROM r.key",
              lsn);
-    long order = sql_long(c, "SELECT count(*) FROM (%s) o", q);
+    long order = th_sql_long(c, "SELECT count(*) FROM (%s) o", q);
     cr_assert_eq(order, 0, "%ld changes not after their key's r event in one partition:\n  %s",
                  order, sample(c, q));
 
@@ -632,7 +618,7 @@ static snap_result check_snapshot(const tspec *t, const snap_check *o)
                  "WHERE txid IN (SELECT txid FROM ev_s) EXCEPT SELECT txid, tbl, id, op FROM "
                  "ev_s) x UNION ALL SELECT 'streamed, not in hist: ' || y::text FROM (SELECT "
                  "txid, tbl, id, op FROM ev_s EXCEPT SELECT txid, tbl, id, op FROM hist) y");
-        long diff = sql_long(c, "SELECT count(*) FROM (%s) d", q);
+        long diff = th_sql_long(c, "SELECT count(*) FROM (%s) d", q);
         cr_assert_eq(diff, 0, "%ld differences between streamed events and the workload:\n  %s",
                      diff, sample(c, q));
     }
@@ -684,7 +670,7 @@ Test(bootstrap, live_load_is_the_consistent_point_exactly_then_the_stream_takes_
     precreate_topic("big", 16);
     prepare_tables(T);
     cr_log_info("big: %ld MB of heap (split into block ranges when large)",
-                sql_long(src, "SELECT pg_relation_size('big') >> 20"));
+                th_sql_long(src, "SELECT pg_relation_size('big') >> 20"));
     workload w;
     wl_start(&w, T, true, 1);
     th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
@@ -927,8 +913,8 @@ Test(bootstrap, empty_tables_every_type_and_toasted_values_load_exactly)
                 "ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;"
                 "INSERT INTO docs SELECT d, 1, (SELECT string_agg(md5((d * 1000 + g)::text), '') "
                 " FROM generate_series(1, 320) g) FROM generate_series(1, 3) d");
-    cr_assert_gt(sql_long(src, "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
-                               "WHERE relname = 'docs'"),
+    cr_assert_gt(th_sql_long(src, "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+                                  "WHERE relname = 'docs'"),
                  0, "docs.body must be stored out of line");
     th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
@@ -1038,8 +1024,8 @@ Test(bootstrap, unreadable_table_stops_capture_naming_it_unless_excluded)
                 "GRANT SELECT ON a, b TO cdcuser;"
                 "CREATE PUBLICATION cdc FOR TABLE a, b, secret;"
                 "CREATE PUBLICATION pub_ab FOR TABLE a, b");
-    cr_assert_eq(sql_long(src, "SELECT count(*) FROM pg_roles WHERE rolname = 'cdcuser' AND "
-                               "NOT rolsuper"),
+    cr_assert_eq(th_sql_long(src, "SELECT count(*) FROM pg_roles WHERE rolname = 'cdcuser' AND "
+                                  "NOT rolsuper"),
                  1);
     char conninfo[1024], ci[1200];
     th_pg_conninfo(&pg, "src", conninfo, sizeof conninfo);

@@ -95,14 +95,6 @@ static int64_t next_offset(int32_t partition)
     return pos.next_offset;
 }
 
-static long sql_long(const char *q)
-{
-    char *v = th_sql_value(dst, "%s", q);
-    long n = strtol(v, NULL, 10);
-    free(v);
-    return n;
-}
-
 /*
  * Two partitions. Process A owns partition 0 and waits at truncate T1;
  * partition 0 is then handed to process C, which read its position before
@@ -126,17 +118,18 @@ Test(target, a_stale_owner_does_not_arrive_at_a_completed_truncate)
     th_sql(dst, "INSERT INTO t VALUES (42)");       /* partition 1 applies a row after T1 */
     arrive(owners[2], 0, 100, 5, 5, &done, &moved); /* C read offset 5 before T1 completed */
     cr_assert(moved, "C's position is stale: it must read again, not arrive");
-    cr_assert_eq(sql_long("SELECT count(*) FROM cdc.apply_truncates"), 0,
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM cdc.apply_truncates"), 0,
                  "no arrival may be left behind");
 
     arrive(owners[1], 1, 200, 20, 8, &done, &moved);
     cr_assert(!done && !moved, "T2 must wait for partition 0");
-    cr_assert_eq(sql_long("SELECT count(*) FROM t"), 1, "the row after T1 must stay until T2");
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM t"), 1,
+                 "the row after T1 must stay until T2");
     cr_assert_eq(next_offset(0), 6, "partition 0 must not go back");
 
     arrive(owners[2], 0, 200, 15, 6, &done, &moved); /* C, having read its position again */
     cr_assert(done && !moved, "partition 0 completes T2");
-    cr_assert_eq(sql_long("SELECT count(*) FROM t"), 0);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM t"), 0);
     cr_assert_eq(next_offset(0), 16);
     cr_assert_eq(next_offset(1), 21);
 }

@@ -263,10 +263,7 @@ Test(verify, row_level_security_is_an_error_not_a_filter)
 
 static long activity_count(const char *where)
 {
-    char *v = th_sql_value(dst, "SELECT count(*) FROM pg_stat_activity WHERE %s", where);
-    long n = strtol(v, NULL, 10);
-    free(v);
-    return n;
+    return th_sql_long(dst, "SELECT count(*) FROM pg_stat_activity WHERE %s", where);
 }
 
 /*
