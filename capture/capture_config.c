@@ -110,6 +110,24 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
             return CDC_CFG_ERROR;
         }
     }
+    /*
+     * A delivery timeout is outside the gapless guarantee: later events of
+     * the partition may be written while the timed-out one is not; sent
+     * again, it lands behind them and is dropped as a repeat.
+     */
+    static const char *const must_stay_zero[] = {"message.timeout.ms", "delivery.timeout.ms"};
+    for (size_t i = 0; i < sizeof must_stay_zero / sizeof *must_stay_zero; i++) {
+        const char *v = cdc_kv_get(&cfg->kafka, must_stay_zero[i]);
+        char *end = NULL;
+        if (v && (strtol(v, &end, 10) != 0 || end == v || *end != '\0')) {
+            snprintf(errstr, errstr_size,
+                     "kafka.%s: must stay 0, no timeout (an event that timed out could be written "
+                     "behind later ones when sent again and be dropped as a repeat; cdc-capture "
+                     "waits for Kafka instead)",
+                     must_stay_zero[i]);
+            return CDC_CFG_ERROR;
+        }
+    }
     char err[256];
     char *t = capture_tables_sql(cfg->tables, err, sizeof err);
     if (!t) {

@@ -14,6 +14,8 @@
  *       up ID              bring broker ID back
  *       rtt ID MS          add MS milliseconds of round-trip delay
  *       create TOPIC N     create TOPIC with N partitions (replication 1)
+ *       fail-produce N ERR the next N produce requests fail with Kafka
+ *                          error code ERR (e.g. 87, INVALID_RECORD)
  *   - EOF on stdin is not a stop request: tests may close the pipe early, and
  *     the broker must outlive that. Only SIGINT/SIGTERM stop it.
  *
@@ -66,7 +68,8 @@ static void usage(FILE *out)
             "  -V, --version     show the version and exit\n"
             "\n"
             "Commands on stdin (each answered by \"ok\" or \"error: ...\"):\n"
-            "  down ID | up ID | rtt ID MS | create TOPIC PARTITIONS\n",
+            "  down ID | up ID | rtt ID MS | create TOPIC PARTITIONS\n"
+            "  fail-produce COUNT ERRCODE (the next COUNT produce requests fail)\n",
             MAX_BROKERS);
 }
 
@@ -153,6 +156,23 @@ static void run_command(rd_kafka_mock_cluster_t *mc, int nbrokers, char *line, c
             return;
         }
         err = rd_kafka_mock_topic_create(mc, args[0], (int)n, 1);
+    } else if (strcmp(verb, "fail-produce") == 0) {
+        long code;
+        if (nargs != 2 || parse_int(args[0], 1, 1000000, &n) != 0 ||
+            parse_int(args[1], 1, 32767, &code) != 0) {
+            snprintf(reply, reply_size, "error: usage: fail-produce COUNT ERRCODE");
+            return;
+        }
+        rd_kafka_resp_err_t *codes = calloc((size_t)n, sizeof *codes);
+        if (!codes) {
+            snprintf(reply, reply_size, "error: out of memory");
+            return;
+        }
+        for (long i = 0; i < n; i++)
+            codes[i] = (rd_kafka_resp_err_t)code;
+        rd_kafka_mock_push_request_errors_array(mc, 0 /* Produce */, (size_t)n, codes);
+        free(codes);
+        err = RD_KAFKA_RESP_ERR_NO_ERROR;
     } else {
         snprintf(reply, reply_size, "error: unknown command '%s'", verb);
         return;

@@ -273,11 +273,16 @@ Test(config, set_twice_is_an_error)
     unlink(path);
 }
 
-/* Turning off what keeps an event from landing behind later ones is refused. */
-Test(config, idempotence_and_gapless_cannot_be_turned_off)
+/*
+ * Turning off what keeps an event from landing behind later ones is refused:
+ * idempotence, the gapless guarantee, and no delivery timeout.
+ */
+Test(config, idempotence_gapless_and_no_timeout_cannot_be_turned_off)
 {
-    const char *const keys[] = {"kafka.enable.idempotence=false", "kafka.enable.idempotence=0",
-                                "kafka.enable.gapless.guarantee=false"};
+    const char *const keys[] = {
+        "kafka.enable.idempotence=false",       "kafka.enable.idempotence=0",
+        "kafka.enable.gapless.guarantee=false", "kafka.message.timeout.ms=5000",
+        "kafka.delivery.timeout.ms=300000",     "kafka.message.timeout.ms=0x"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         capture_config cfg;
         char err[512];
@@ -291,6 +296,10 @@ Test(config, idempotence_and_gapless_cannot_be_turned_off)
     char err[512];
     cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
                       "kafka.bootstrap.servers=k:1", "-s", "kafka.enable.idempotence=true"),
+                 CDC_CFG_OK, "%s", err);
+    capture_config_free(&cfg);
+    cr_assert_eq(load(&cfg, err, sizeof err, 6, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=k:1", "-s", "kafka.message.timeout.ms=0"),
                  CDC_CFG_OK, "%s", err);
     capture_config_free(&cfg);
 }
