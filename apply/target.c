@@ -154,8 +154,11 @@ static void quiet(void *arg, const char *msg)
 static PGconn *open_conn(const target *t, const char *ours)
 {
     char *options = cdc_pg_options(t->conninfo, ours);
-    const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
-    const char *vals[] = {t->conninfo, options, "cdc-apply", NULL};
+    /* After dbname, so it wins over the conninfo's: event text is UTF-8, and
+     * the server converts it to the target database's encoding. */
+    const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
+                          NULL};
+    const char *vals[] = {t->conninfo, "UTF8", options, "cdc-apply", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     free(options);
     return c;

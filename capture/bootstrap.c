@@ -266,8 +266,10 @@ static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t er
     char *options = cdc_pg_options(cfg->source_conninfo,
                                    "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
                                    "-c extra_float_digits=3 -c bytea_output=hex");
-    const char *keys[] = {"dbname", "options", "fallback_application_name", NULL};
-    const char *vals[] = {cfg->source_conninfo, options, "cdc-capture bootstrap", NULL};
+    /* client_encoding after dbname: COPY sends UTF-8 whatever the conninfo says. */
+    const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
+                          NULL};
+    const char *vals[] = {cfg->source_conninfo, "UTF8", options, "cdc-capture bootstrap", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     free(options);
     if (PQstatus(c) != CONNECTION_OK) {

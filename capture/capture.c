@@ -98,9 +98,12 @@ static PGconn *connect_pg(const capture_config *cfg, bool replication, char *err
                           size_t errstr_size)
 {
     char *options = cdc_pg_options(cfg->source_conninfo, SESSION_OPTIONS);
-    const char *keys[5], *vals[5];
+    const char *keys[6], *vals[6];
     int k = 0;
     keys[k] = "dbname", vals[k++] = cfg->source_conninfo;
+    /* After dbname, so it wins over the conninfo's: events carry UTF-8, and
+     * pgoutput and COPY convert text to the client encoding. */
+    keys[k] = "client_encoding", vals[k++] = "UTF8";
     if (replication)
         keys[k] = "replication", vals[k++] = "database";
     keys[k] = "options", vals[k++] = options;

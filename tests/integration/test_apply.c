@@ -400,6 +400,80 @@ Test(apply, update_leaving_a_toasted_key_alone_applies)
     stop_clean(&app, "cdc-apply");
 }
 
+/* id:hex of the UTF-8 bytes of `name`, for every row of `table` in `db`; NULL without the table. */
+static char *names_utf8(const char *db, const char *table)
+{
+    PGconn *c = th_pg_connect(&pg, db);
+    char *v = NULL;
+    if (th_sql_long(c, "SELECT count(*) FROM pg_class WHERE relname = '%s'", table) == 1)
+        v = th_sql_value(c,
+                         "SELECT string_agg(id || ':' || encode(convert_to(name, 'UTF8'), 'hex'), "
+                         "',' ORDER BY id) FROM %s",
+                         table);
+    PQfinish(c);
+    return v;
+}
+
+static void wait_same_names(const char *sdb, const char *ddb, const char *table)
+{
+    char *want = names_utf8(sdb, table), *got = NULL;
+    cr_assert_not_null(want);
+    for (int64_t end = th_now_ms() + CONVERGE_MS; th_now_ms() < end; usleep(200 * 1000)) {
+        free(got);
+        got = names_utf8(ddb, table);
+        if (got && strcmp(got, want) == 0)
+            break;
+        assert_running(&app, "cdc-apply");
+    }
+    cr_assert(got && strcmp(got, want) == 0, "%s in %s: %s, want %s", table, ddb, got, want);
+    free(want);
+    free(got);
+}
+
+/*
+ * Events carry UTF-8 text whatever the databases' encodings: a UTF8 source
+ * into a LATIN1 target, then a LATIN1 source into a UTF8 target, loaded and
+ * streamed, keep every letter (without client_encoding set by the daemons
+ * the first target stored each UTF-8 byte as a LATIN1 letter, and the
+ * second failed on invalid UTF-8).
+ */
+Test(apply, text_keeps_its_letters_across_database_encodings)
+{
+    if (th_pg_external())
+        cr_skip_test("creates databases with another encoding");
+    const char *latin = "ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'";
+    th_sql(src, "CREATE DATABASE l1src %s", latin);
+    th_sql(src, "CREATE DATABASE l1dst %s", latin);
+    PGconn *l1 = th_pg_connect(&pg, "l1src");
+    cr_assert_eq(PQsetClientEncoding(l1, "UTF8"), 0); /* this file's text */
+    cr_assert_eq(PQsetClientEncoding(src, "UTF8"), 0);
+    const char *rows = "(1, 'Zo\u00eb'), (2, '\u00c5ngstr\u00f6m'), (3, 'plain')";
+    th_sql(src,
+           "CREATE TABLE names_a (id int PRIMARY KEY, name text); "
+           "INSERT INTO names_a VALUES %s",
+           rows);
+    th_sql(l1,
+           "CREATE TABLE names_b (id int PRIMARY KEY, name text); "
+           "INSERT INTO names_b VALUES %s",
+           rows);
+
+    /* UTF8 -> LATIN1: loaded, then streamed. */
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", NULL);
+    th_apply_start(&app, &pg, "l1dst", broker.bootstrap, "apply1.log", NULL);
+    th_sql(src, "INSERT INTO names_a VALUES (4, 'caf\u00e9 cr\u00e8me')");
+    wait_same_names("src", "l1dst", "names_a");
+    stop_clean(&app, "cdc-apply");
+    stop_clean(&cap, "cdc-capture");
+
+    /* LATIN1 -> UTF8 (a slot of its own: slot names are per cluster). */
+    th_capture_start(&cap, &pg, "l1src", broker.bootstrap, "capture2.log",
+                     (const char *const[]){"slot.name=l1", NULL});
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply2.log", NULL);
+    th_sql(l1, "INSERT INTO names_b VALUES (4, 'caf\u00e9 cr\u00e8me')");
+    wait_same_names("l1src", "dst", "names_b");
+    stop_clean(&app, "cdc-apply");
+    PQfinish(l1);
+}
 /* ---- 3. schema evolution ------------------------------------------------ */
 
 Test(apply, column_added_while_streaming_appears_with_values)
