@@ -60,6 +60,7 @@ typedef struct capture {
     bool in_txn;
     bool streaming;       /* the replication connection is in COPY mode */
     bool force_bootstrap; /* --bootstrap, until a load has completed */
+    bool slot_seen;       /* the slot existed, or was made, in this process */
     event_ctx ctx;
     uint64_t reload_lsn; /* the change that last made us reload its relation */
     /* Counters for the periodic progress line. */
@@ -277,13 +278,37 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
     if (r != SETUP_OK)
         return r;
     bool never = strcmp(cfg->bootstrap_mode, "never") == 0;
-    if (never && !exists)
-        return create_slot(c, errstr, errstr_size);
+    bool seen = c->slot_seen;
+    c->slot_seen = c->slot_seen || exists;
 
     bootstrap_state state;
     if (bootstrap_state_read(cfg, &state, errstr, errstr_size) != 0)
         return SETUP_RETRY;
     bool unfinished = strcmp(state.state, "loading") == 0;
+    if (never && !exists && (seen || state.state[0])) {
+        /* A new slot starts at the current WAL end: whatever was committed
+         * since the old one's confirmed position would never be sent. */
+        char since[64] = "its last confirmed position";
+        if (c->flushed_lsn)
+            snprintf(since, sizeof since, CDC_LSN_FMT, CDC_LSN_ARGS(c->flushed_lsn));
+        snprintf(errstr, errstr_size,
+                 "replication slot %s no longer exists (dropped, or the server failed over to "
+                 "one without it); a new slot would skip every change after %s, so "
+                 "bootstrap.mode=never does not create one: run with bootstrap.mode=initial for "
+                 "a new full load",
+                 cfg->slot_name, since);
+        return SETUP_FATAL;
+    }
+    if (never && (!exists || !state.state[0])) {
+        /* Remember that this slot streams, so that a restart can tell a
+         * lost slot from a first start. */
+        setup_result r = exists ? SETUP_OK : create_slot(c, errstr, errstr_size);
+        if (r == SETUP_OK)
+            r = from_emit(
+                bootstrap_state_write(c->em, cfg, "streaming", 0, 0, errstr, errstr_size));
+        c->slot_seen = c->slot_seen || r == SETUP_OK;
+        return r;
+    }
     if (never) {
         if (!unfinished)
             return SETUP_OK;

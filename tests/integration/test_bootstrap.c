@@ -1091,6 +1091,42 @@ Test(bootstrap, mode_never_streams_only_later_changes)
 }
 
 /*
+ * A slot that disappears (dropped, or a failover to a server without it)
+ * must not be replaced silently in bootstrap.mode=never: a new slot starts
+ * at the current WAL end and would skip what was committed in between.
+ * cdc-capture stops, and a restart refuses too (the state topic remembers
+ * that the slot streamed).
+ */
+Test(bootstrap, mode_never_stops_when_its_slot_disappears)
+{
+    th_sql(src, "CREATE TABLE t (id bigint PRIMARY KEY, v bigint NOT NULL)");
+    const char *const never[] = {"bootstrap.mode=never", NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", never);
+    th_sql(src, "INSERT INTO t VALUES (1, 1)");
+    wait_caught_up();
+    bool dropped = false;
+    for (int64_t end = th_now_ms() + 30000; !dropped && th_now_ms() < end;) {
+        PQclear(PQexec(src, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                            "WHERE slot_name = 'cdc' AND active_pid IS NOT NULL"));
+        PGresult *r = PQexec(src, "SELECT pg_drop_replication_slot('cdc')");
+        dropped = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    cr_assert(dropped, "could not drop the slot");
+    th_sql(src, "INSERT INTO t VALUES (2, 2)"); /* committed while no slot exists */
+    cr_assert_eq(th_proc_wait(&cap, 60000, NULL), 0, "cdc-capture must stop, not make a new slot");
+    cr_assert_eq(th_proc_exit_code(&cap), 1);
+    cr_assert(th_wait_log(log_path("capture1.log"), "no longer exists", 1000));
+    cr_assert_eq(th_sql_long(src, "SELECT count(*) FROM pg_replication_slots"), 0);
+    /* A restart knows that the slot streamed before. */
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture2.log", NULL, never);
+    cr_assert_eq(th_proc_wait(&cap, 60000, NULL), 0, "the restart must stop too");
+    cr_assert_eq(th_proc_exit_code(&cap), 1);
+    cr_assert(th_wait_log(log_path("capture2.log"), "no longer exists", 1000));
+    cr_assert_eq(th_sql_long(src, "SELECT count(*) FROM pg_replication_slots"), 0);
+}
+
+/*
  * The slot of an interrupted load streams from the load's consistent point:
  * with bootstrap.mode=never it would skip every row the load did not reach.
  * cdc-capture must refuse, naming the remedy.
