@@ -524,12 +524,18 @@ static bool same_table(const cdc_table_schema *x, const cdc_table_schema *y)
     return strcmp(x->schema_name, y->schema_name) == 0 && strcmp(x->table_name, y->table_name) == 0;
 }
 
-/* True if `s` has a column the batch schema lacks (a newer version). */
+/*
+ * True if `s` has a column the batch schema lacks, or one of another type
+ * (a newer version): its events need a batch of their own, or the staging
+ * table, typed by the batch schema, would convert (round) their values.
+ */
 static bool has_new_columns(const cdc_table_schema *batch_s, const cdc_table_schema *s)
 {
-    for (int i = 0; i < s->nfields; i++)
-        if (cdc_table_schema_find(batch_s, s->fields[i].pg_name) < 0)
+    for (int i = 0; i < s->nfields; i++) {
+        int j = cdc_table_schema_find(batch_s, s->fields[i].pg_name);
+        if (j < 0 || strcmp(batch_s->fields[j].pg_type, s->fields[i].pg_type) != 0)
             return true;
+    }
     return false;
 }
 

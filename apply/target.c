@@ -596,8 +596,15 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
                    vals, NULL, errstr, errstr_size);
     if (r != TARGET_OK)
         goto done;
+    /* Name, and the built-in type (a domain's base type) as format_type prints it. */
     r = run_params(t,
-                   "SELECT a.attname FROM pg_catalog.pg_attribute a "
+                   "SELECT a.attname, CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace "
+                   "THEN pg_catalog.format_type(bt.oid, CASE WHEN t.typtype = 'd' "
+                   "THEN t.typtypmod ELSE a.atttypmod END) END "
+                   "FROM pg_catalog.pg_attribute a "
+                   "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+                   "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "
+                   "THEN t.typbasetype ELSE t.oid END "
                    "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 "
                    "AND NOT a.attisdropped",
                    1, vals, &res, errstr, errstr_size);
@@ -658,11 +665,23 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
         cdc_info("created table %s", cdc_buf_cstr(&qname));
     } else {
         for (int i = 0; i < s->nfields; i++) {
-            bool have = false;
+            int have = -1;
             for (int row = 0; row < PQntuples(res); row++)
                 if (strcmp(PQgetvalue(res, row, 0), s->fields[i].pg_name) == 0)
-                    have = true;
-            if (have)
+                    have = row;
+            /*
+             * A type changed at the source is not applied to the target:
+             * say so, since the target converts (a narrower numeric
+             * rounds) or rejects the values.
+             */
+            if (have >= 0 && !PQgetisnull(res, have, 1) &&
+                strcmp(PQgetvalue(res, have, 1), s->fields[i].pg_type) != 0)
+                cdc_warn("%s.%s is %s in the source but %s in the target: values are converted "
+                         "to the target's type (a narrower numeric or timestamp rounds them); "
+                         "ALTER the target column to match",
+                         cdc_buf_cstr(&qname), s->fields[i].pg_name, s->fields[i].pg_type,
+                         PQgetvalue(res, have, 1));
+            if (have >= 0)
                 continue;
             if (!t->auto_evolve) {
                 snprintf(errstr, errstr_size, "table %s has no column %s (auto.evolve is false)",

@@ -476,6 +476,42 @@ Test(apply, text_keeps_its_letters_across_database_encodings)
 }
 /* ---- 3. schema evolution ------------------------------------------------ */
 
+/*
+ * A column whose type changes at the source (numeric(18,2) -> numeric(20,4))
+ * keeps every digit in a target column the operator widened first: events
+ * of the new version get a batch of their own instead of the old version's
+ * staging types (which rounded 1.2345 to 1.23). A target column left
+ * narrower than the source's is warned about.
+ */
+Test(apply, a_widened_numeric_keeps_its_digits)
+{
+    const char *const tables[] = {"acct", NULL};
+    th_sql(src, "CREATE TABLE acct (id int PRIMARY KEY, amount numeric(18,2) NOT NULL)");
+    th_sql(src, "INSERT INTO acct VALUES (1, 1.25)");
+    start_pipeline(NULL);
+    converge(tables, CONVERGE_MS);
+    stop_clean(&app, "cdc-apply");
+    /* Old and new versions' updates of one row wait in Kafka together, in
+     * one partition: one fetch, one batch, written through the stage. */
+    th_sql(dst, "ALTER TABLE acct ALTER amount TYPE numeric(20,4)");
+    th_sql(src, "UPDATE acct SET amount = 2.5 WHERE id = 1");
+    th_sql(src, "ALTER TABLE acct ALTER amount TYPE numeric(20,4)");
+    th_sql(src, "UPDATE acct SET amount = 1.2345 WHERE id = 1");
+    cr_assert(th_wait_slot(src, "cdc", th_wal_lsn(src), 60000));
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply2.log", NULL);
+    converge(tables, CONVERGE_MS);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM acct WHERE amount = 1.2345"), 1);
+
+    th_sql(src, "ALTER TABLE acct ALTER amount TYPE numeric(24,6)");
+    th_sql(src, "INSERT INTO acct VALUES (4, 4.5)");
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply2.log", th_test_dir());
+    cr_assert(
+        th_wait_log(path, "numeric(24,6) in the source but numeric(20,4) in the target", 60000),
+        "a narrower target column must be warned about");
+    stop_clean(&app, "cdc-apply");
+}
+
 Test(apply, column_added_while_streaming_appears_with_values)
 {
     th_sql(src, "CREATE TABLE evo (id int PRIMARY KEY, a text)");
