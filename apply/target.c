@@ -789,7 +789,7 @@ static target_status apply_keyless(target *t, const cdc_table_schema *s, const b
  * COPY. Marks in any[] which ops occur.
  */
 static target_status copy_rows(target *t, const cdc_table_schema *s, const batch *b,
-                               const char *copy_sql, bool staged, bool any[128], char *errstr,
+                               const char *copy_sql, bool staged, size_t ops[128], char *errstr,
                                size_t errstr_size)
 {
     PGresult *res = PQexec(t->conn, copy_sql);
@@ -812,7 +812,7 @@ static target_status copy_rows(target *t, const cdc_table_schema *s, const batch
             keep[c] = row->vals[c].state == CDC_COL_UNCHANGED ? '1' : '0';
         }
         keep[n] = '\0';
-        any[(unsigned char)row->op & 127] = true;
+        ops[(unsigned char)row->op & 127]++;
         if (staged)
             sql_copy_line(copy, n, vals, (char)row->op, keep);
         else
@@ -929,8 +929,8 @@ static target_status try_direct(target *t, const cdc_table_schema *s, const batc
         goto out;
     cdc_buf_reset(&t->sql);
     sql_copy_table(&t->sql, s);
-    bool any[128] = {false};
-    r = copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, any, errstr, errstr_size);
+    size_t ops[128] = {0};
+    r = copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, ops, errstr, errstr_size);
     if (r == TARGET_OK) {
         r = run(t, "RELEASE SAVEPOINT cdc_direct", errstr, errstr_size);
         *done = r == TARGET_OK;
@@ -969,28 +969,47 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
 
     cdc_buf_reset(sql);
     sql_copy_stage(sql, s, stage);
-    bool any[128] = {false};
-    r = copy_rows(t, s, b, cdc_buf_cstr(sql), true, any, errstr, errstr_size);
+    size_t ops[128] = {0};
+    r = copy_rows(t, s, b, cdc_buf_cstr(sql), true, ops, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
 
     /* Deletes first: a key deleted and re-inserted in one batch is an upsert. */
-    if (any[BATCH_DELETE]) {
+    if (ops[BATCH_DELETE]) {
         cdc_buf_reset(sql);
         sql_merge_delete(sql, s, stage);
         if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
             return r;
     }
-    if (any[BATCH_UPSERT]) {
+    if (ops[BATCH_UPSERT]) {
         cdc_buf_reset(sql);
         sql_merge_upsert(sql, s, stage);
         if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
             return r;
     }
-    if (any[BATCH_UPDATE]) {
+    if (ops[BATCH_UPDATE]) {
+        /*
+         * These rows keep an unchanged TOASTed value from the target's row:
+         * without that row the update cannot be applied, and must not
+         * vanish silently (the event-by-event pass then names the event).
+         */
         cdc_buf_reset(sql);
         sql_merge_update(sql, s, stage);
-        if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+        PGresult *res = PQexec(t->conn, cdc_buf_cstr(sql));
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            r = failed(t, res, errstr, errstr_size);
+        } else {
+            size_t updated = strtoull(PQcmdTuples(res), NULL, 10);
+            if (updated < ops[BATCH_UPDATE]) {
+                snprintf(errstr, errstr_size,
+                         "%zu of %zu updates that leave a TOASTed column unchanged found no row in "
+                         "the target: its old value is needed to apply them",
+                         ops[BATCH_UPDATE] - updated, ops[BATCH_UPDATE]);
+                r = TARGET_REJECT;
+            }
+        }
+        PQclear(res);
+        if (r != TARGET_OK)
             return r;
     }
     return TARGET_OK;

@@ -380,6 +380,27 @@ Test(apply, primary_key_update_without_toasted_value_stops_under_default_identit
 }
 
 /*
+ * An update that leaves a TOASTed column unchanged needs the target's row
+ * (the value comes from there). A target that lost the row (deleted by
+ * hand here) must not swallow the update: cdc-apply stops at that event.
+ */
+Test(apply, update_keeping_a_toasted_value_of_a_missing_row_stops)
+{
+    th_sql(src, "%s", DOCS_DDL);
+    start_pipeline(NULL);
+    th_sql(src, "%s", DOCS_ROWS);
+    converge((const char *const[]){"docs", NULL}, CONVERGE_MS);
+    th_sql(dst, "DELETE FROM docs WHERE id = 2");
+    th_sql(src, "UPDATE docs SET version = 2 WHERE id IN (1, 2)");
+    cr_assert_eq(th_proc_wait(&app, 60000, NULL), 0, "cdc-apply did not stop at the event");
+    cr_assert_eq(th_proc_exit_code(&app), 1, "exit status %d", th_proc_exit_code(&app));
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(th_wait_log(path, "found no row in the target", 100), "the log must say why");
+    cr_assert(th_wait_log(path, "offset", 100), "the log must name the event");
+}
+
+/*
  * Updates that leave an out-of-line key alone, under REPLICA IDENTITY
  * DEFAULT: the events carry the key from the old key PostgreSQL logs, and
  * the target gets the new values in the right rows.
