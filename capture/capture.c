@@ -62,7 +62,7 @@ typedef struct capture {
     bool force_bootstrap; /* --bootstrap, until a load has completed */
     bool slot_seen;       /* the slot existed, or was made, in this process */
     event_ctx ctx;
-    uint64_t reload_lsn; /* the change that last made us reload its relation */
+    uint64_t reload_lsn; /* the latest change that made us reload its relation */
     /* Counters for the periodic progress line. */
     int64_t stat_since; /* now_ms() of the last line */
     uint64_t stat_events, total_events;
@@ -607,9 +607,11 @@ static int handle_message(capture *c, const pgo_msg *m, uint64_t wal_start)
              * session makes pgoutput send the Relation messages again, and
              * the schema is rebuilt with the labels the catalog has now.
              * Should the catalog still lack it (a label renamed since this
-             * WAL), the value goes out under the schema as it is.
+             * WAL), the value goes out under the schema as it is. Only a
+             * change past the last reload reloads: the stream restarts
+             * before earlier ones, which would otherwise reload in turn.
              */
-            if (c->reload_lsn != wal_start) {
+            if (wal_start > c->reload_lsn) {
                 c->reload_lsn = wal_start;
                 cdc_info("%s; reloading the table's schema (stream restarts from " CDC_LSN_FMT
                          ")",

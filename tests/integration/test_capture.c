@@ -448,6 +448,43 @@ Test(capture, new_column_publishes_a_new_schema_before_use)
     th_msgs_free(sm);
 }
 
+/*
+ * An enum label the catalog no longer has (added, used, then renamed while
+ * cdc-capture was stopped) in two tables of one transaction: each change
+ * makes cdc-capture reload its table once, then send the value with the
+ * schema as it is. Before, the second table's reload sent the stream back
+ * before the first change, whose reload came round again: forever.
+ */
+Test(capture, a_renamed_enum_label_in_two_tables_of_one_transaction_is_sent)
+{
+    th_sql(db, "CREATE TYPE mood AS ENUM ('calm', 'busy');"
+               "CREATE TABLE m1 (id int PRIMARY KEY, m mood);"
+               "CREATE TABLE m2 (id int PRIMARY KEY, m mood)");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", NULL);
+    th_sql(db, "INSERT INTO m1 VALUES (1, 'calm'); INSERT INTO m2 VALUES (1, 'busy')");
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 60000));
+    int st = th_proc_stop(&cap, 20000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    th_sql(db, "ALTER TYPE mood ADD VALUE 'odd'");
+    th_sql(db, "BEGIN; INSERT INTO m1 VALUES (2, 'odd'); INSERT INTO m2 VALUES (2, 'odd'); COMMIT");
+    th_sql(db, "ALTER TYPE mood RENAME VALUE 'odd' TO 'strange'");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture2.log", NULL);
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 60000),
+              "cdc-capture did not get past the transaction");
+    const char *tables[] = {"m1", "m2"};
+    for (int t = 0; t < 2; t++) {
+        th_msgs *m = read_table("public", tables[t], 2);
+        cdc_event ev;
+        cdc_event_init(&ev);
+        cdc_table_schema *sc =
+            th_decode(broker.bootstrap, reg, find(m, "{\"id\": 2}", 'c', 0), &ev);
+        cr_assert_str_eq(th_col(sc, &ev, true, "m"), "odd", "%s", tables[t]);
+        cdc_table_schema_free(sc);
+        cdc_event_free(&ev);
+        th_msgs_free(m);
+    }
+}
+
 Test(capture, password_is_never_logged)
 {
     if (th_pg_external())
