@@ -582,11 +582,8 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
         return EMIT_STALE;
     }
     if (op == 'u' && before && after && r->nkey > 0 && key_changed(r, before, after)) {
-        /* Keep each key's history in one partition: delete old, insert new. */
-        emit_status st = emit_one(em, r, 'd', before, NULL, before, ctx, errstr, errstr_size);
-        if (st != EMIT_OK)
-            return st;
         /*
+         * Keep each key's history in one partition: delete old, insert new.
          * The insert must be a whole row. An unchanged TOASTed value is not
          * in the new tuple; under REPLICA IDENTITY FULL the old tuple has it
          * (flattened), so take it from there. Under DEFAULT it stays listed
@@ -594,6 +591,19 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
          * says so): see README, "Known limits".
          */
         pgo_tuple whole = fill_unchanged(r, before, after, false);
+        /* Encode the insert once before the delete goes out: a new row that
+         * cannot be encoded must stop the change whole, not after its delete. */
+        if (encode_key(&em->enc, r, &whole, errstr, errstr_size) != 0 ||
+            encode_envelope(&em->enc, r, 'c', NULL, &whole, ctx, now_ms(), errstr, errstr_size) !=
+                0) {
+            free(whole.values);
+            return EMIT_FATAL;
+        }
+        emit_status st = emit_one(em, r, 'd', before, NULL, before, ctx, errstr, errstr_size);
+        if (st != EMIT_OK) {
+            free(whole.values);
+            return st;
+        }
         st = emit_one(em, r, 'c', NULL, &whole, &whole, ctx, errstr, errstr_size);
         free(whole.values);
         return st;

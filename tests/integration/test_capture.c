@@ -198,6 +198,35 @@ Test(capture, primary_key_update_becomes_delete_and_insert)
 }
 
 /*
+ * A key change whose new row cannot be encoded (NaN in a numeric(p,s),
+ * which an Avro decimal cannot hold) stops cdc-capture before any part of
+ * the change is sent: not the delete of the old key without its insert.
+ */
+Test(capture, a_key_change_that_cannot_be_encoded_sends_nothing_of_it)
+{
+    th_sql(db, "CREATE TABLE acct (id int PRIMARY KEY, amount numeric(18,2))");
+    /* No linger: an event produced leaves at once. */
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log",
+                     (const char *const[]){"kafka.linger.ms=0", NULL});
+    th_sql(db, "INSERT INTO acct VALUES (1, 1.50)");
+    cr_assert(th_wait_slot(db, "cdc", th_wal_lsn(db), 60000));
+    th_sql(db, "UPDATE acct SET id = 2, amount = 'NaN' WHERE id = 1");
+    cr_assert_eq(th_proc_wait(&cap, 60000, NULL), 0, "cdc-capture must stop at the change");
+    cr_assert_eq(th_proc_exit_code(&cap), 1);
+    char topic[512];
+    th_topic("public", "acct", topic, sizeof topic);
+    th_msgs *m = th_read_topic(broker.bootstrap, topic, 0, 5000, reg);
+    cr_assert_eq(m->n, 1, "only the insert of id 1 may be in Kafka: %zu messages", m->n);
+    th_msgs_free(m);
+    /* Nor was any of it produced and left undelivered at the exit. */
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/capture.log", th_test_dir());
+    cr_assert(th_wait_log(path, "cannot encode", 100), "the log must say why");
+    cr_assert_not(th_wait_log(path, "were not acknowledged", 100),
+                  "part of the change was produced");
+}
+
+/*
  * Every type family: each decoded value, turned back into PostgreSQL input
  * text, must be equal to the source value when cast to the column type.
  */
