@@ -362,7 +362,9 @@ done:
 /* ---- catalog lookups ---- */
 
 static const char *TABLE_SQL =
-    "SELECT a.attname, a.attnotnull, COALESCE(a.attnum = ANY (i.indkey), false) "
+    /* Key columns only: an index's INCLUDE columns are not part of its key. */
+    "SELECT a.attname, a.attnotnull, "
+    "  COALESCE(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false) "
     "FROM pg_catalog.pg_attribute a "
     "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
     "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped";

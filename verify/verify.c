@@ -397,14 +397,16 @@ static int plan_table(const verify_config *cfg, side *src, side *tgt, const tabl
 
     /* The key cdc-capture uses: the REPLICA IDENTITY index, else the primary key. */
     const char *params[] = {oid};
-    keys = side_query(src, "reading the key",
-                      "SELECT a.attname FROM pg_index i "
-                      "JOIN pg_class c ON c.oid = i.indrelid "
-                      "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
-                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-                      "WHERE i.indrelid = $1::oid AND CASE WHEN c.relreplident = 'i' "
-                      "THEN i.indisreplident ELSE i.indisprimary END ORDER BY k.ord",
-                      1, params);
+    keys =
+        side_query(src, "reading the key",
+                   "SELECT a.attname FROM pg_index i "
+                   "JOIN pg_class c ON c.oid = i.indrelid "
+                   "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+                   "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                   "WHERE i.indrelid = $1::oid AND CASE WHEN c.relreplident = 'i' "
+                   "THEN i.indisreplident ELSE i.indisprimary END "
+                   "AND k.ord <= i.indnkeyatts ORDER BY k.ord", /* not INCLUDE columns */
+                   1, params);
     if (!keys)
         goto done;
     if (PQntuples(keys) > 0) {

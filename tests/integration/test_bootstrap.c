@@ -1056,6 +1056,43 @@ Test(bootstrap, unreadable_table_stops_capture_naming_it_unless_excluded)
     cr_assert_eq(th_proc_wait(&cap, 0, NULL), -1, "capture must keep streaming");
 }
 
+/*
+ * A primary key with INCLUDE columns: the event key is its key columns only,
+ * in the load as in the stream (pgoutput's), so a row's snapshot and its
+ * later changes share one key, hence one partition.
+ */
+Test(bootstrap, include_columns_are_not_part_of_the_key)
+{
+    th_sql(src, "CREATE TABLE t (id bigint, acct int NOT NULL, v int, "
+                "  PRIMARY KEY (id) INCLUDE (acct));"
+                "INSERT INTO t SELECT g, g %% 7, g FROM generate_series(1, 50) g");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(src, "UPDATE t SET v = -1 WHERE id = 7");
+    wait_caught_up();
+    th_msgs *m = read_all("t", 30000);
+    cdc_event ev;
+    cdc_event_init(&ev);
+    const th_msg *r = NULL, *u = NULL;
+    for (size_t i = 0; i < m->n; i++) {
+        if (!m->v[i].value)
+            continue;
+        const cdc_table_schema *s = decode(&m->v[i], &ev);
+        cr_assert_eq(s->nkey, 1, "the key is id alone");
+        if (strcmp(th_col(s, &ev, true, "id"), "7") == 0) {
+            if (ev.op == 'r')
+                r = &m->v[i];
+            else if (ev.op == 'u')
+                u = &m->v[i];
+        }
+    }
+    cdc_event_free(&ev);
+    cr_assert(r && u, "the snapshot row and the update of id 7");
+    cr_assert_eq(r->key_len, u->key_len);
+    cr_assert_eq(memcmp(r->key, u->key, r->key_len), 0, "one key for the load and the stream");
+    cr_assert_eq(r->partition, u->partition);
+    th_msgs_free(m);
+}
+
 /* ---- 6. bootstrap.mode=never -------------------------------------------------------- */
 
 Test(bootstrap, mode_never_streams_only_later_changes)
