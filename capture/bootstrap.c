@@ -243,6 +243,7 @@ typedef struct loader {
     bool tty;
     char *err;
     size_t errsz;
+    bool refused; /* a table cannot be read (permission, policy): retrying will not help */
 } loader;
 
 static int64_t wall_ms(void)
@@ -263,9 +264,16 @@ static void one_line(char *s)
 
 static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t errstr_size)
 {
+    /*
+     * row_security=off: a policy must fail the read, not filter it (the
+     * stream is not filtered). No timeouts: one COPY may take hours, and
+     * the snapshot's transaction idles while Kafka is slow.
+     */
     char *options = cdc_pg_options(cfg->source_conninfo,
                                    "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
-                                   "-c extra_float_digits=3 -c bytea_output=hex");
+                                   "-c extra_float_digits=3 -c bytea_output=hex "
+                                   "-c row_security=off -c statement_timeout=0 -c lock_timeout=0 "
+                                   "-c idle_in_transaction_session_timeout=0");
     /* client_encoding after dbname: COPY sends UTF-8 whatever the conninfo says. */
     const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
                           NULL};
@@ -482,6 +490,10 @@ static int start_task(loader *L, worker *w)
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         snprintf(L->err, L->errsz, "reading %s.%s: %s", t->nsp, t->rel, PQresultErrorMessage(res));
         one_line(L->err);
+        /* Class 42: no privilege (on the schema, say), or a row-level
+         * security policy that would filter the read (row_security=off). */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        L->refused = state && strncmp(state, "42", 2) == 0;
         PQclear(res);
         return -1;
     }
@@ -741,7 +753,7 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
     }
     for (int i = 0; i < L.nworkers; i++)
         if (start_task(&L, &L.workers[i]) != 0) {
-            bs = BOOT_RETRY;
+            bs = L.refused ? BOOT_FATAL : BOOT_RETRY;
             goto done;
         }
     struct pollfd *pfd = cdc_xcalloc((size_t)L.nworkers, sizeof *pfd);
@@ -778,7 +790,7 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
                 bs = st != EMIT_OK ? to_boot(st) : BOOT_RETRY;
                 failed = true;
             } else if (d == 1 && start_task(&L, w) != 0) {
-                bs = BOOT_RETRY;
+                bs = L.refused ? BOOT_FATAL : BOOT_RETRY;
                 failed = true;
             }
         }

@@ -1057,6 +1057,35 @@ Test(bootstrap, unreadable_table_stops_capture_naming_it_unless_excluded)
 }
 
 /*
+ * A row-level security policy on a table the capture role may read would
+ * filter the load, while the stream is not filtered: the read must fail
+ * instead, naming the table, and cdc-capture stop before it streams.
+ */
+Test(bootstrap, a_row_level_security_policy_stops_the_load_naming_the_table)
+{
+    if (th_pg_external())
+        cr_skip_test("creates a role, which outlives the test's databases");
+    th_sql(src, "CREATE TABLE ledger (id bigint PRIMARY KEY, owner text NOT NULL);"
+                "INSERT INTO ledger SELECT g, CASE WHEN g %% 2 = 0 THEN 'cdcuser' ELSE 'x' END "
+                "  FROM generate_series(1, 100) g;"
+                "CREATE ROLE cdcuser LOGIN REPLICATION;"
+                "GRANT SELECT ON ledger TO cdcuser;"
+                "CREATE POLICY own ON ledger USING (owner = current_user);"
+                "ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;"
+                "CREATE PUBLICATION cdc FOR TABLE ledger");
+    char conninfo[1024], ci[1200];
+    th_pg_conninfo(&pg, "src", conninfo, sizeof conninfo);
+    snprintf(ci, sizeof ci, "source.conninfo=%s user=cdcuser", conninfo);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){ci, NULL});
+    cr_assert_eq(th_proc_wait(&cap, 30000, NULL), 0, "capture did not stop");
+    cr_assert_eq(th_proc_exit_code(&cap), 1, "exit status %d, want 1", th_proc_exit_code(&cap));
+    cr_assert(th_wait_log(log_path("capture.log"), "public.ledger", 0), "name the table");
+    cr_assert(th_wait_log(log_path("capture.log"), "row-level security", 0), "say why");
+    cr_assert(!th_wait_log(log_path("capture.log"), "streaming from slot", 0));
+}
+
+/*
  * A primary key with INCLUDE columns: the event key is its key columns only,
  * in the load as in the stream (pgoutput's), so a row's snapshot and its
  * later changes share one key, hence one partition.
