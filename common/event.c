@@ -89,8 +89,11 @@ cdc_table_schema *cdc_table_schema_parse(const char *json, char *errstr, size_t 
         if (labels)
             cf->enum_json = json_dumps(labels, JSON_COMPACT);
         cf->nullable = !json_is_false(json_object_get(f, "pg.nullable"));
-        if (!cf->name || !cf->pg_name || !cf->pg_type ||
-            cdc_pgtype_from_avro(json_object_get(f, "type"), &cf->type) != 0) {
+        /* The decoder reads branch 0 as null: ["T", "null"] would decode wrongly. */
+        const json_t *ft = json_object_get(f, "type"), *b0 = json_array_get(ft, 0);
+        if (!cf->name || !cf->pg_name || !cf->pg_type || !json_is_array(ft) ||
+            !json_is_string(b0) || strcmp(json_string_value(b0), "null") != 0 ||
+            cdc_pgtype_from_avro(ft, &cf->type) != 0) {
             snprintf(errstr, errstr_size, "field %d of the envelope schema is not one cdc writes",
                      i);
             goto fail;
@@ -278,6 +281,8 @@ int cdc_event_decode(const cdc_table_schema *s, const uint8_t *body, size_t len,
             int64_t bytes;
             if (!(cdc_avro_get_long(&p, end, &bytes) == 0))
                 return bad(errstr, errstr_size, "truncated unchanged_toast");
+            if (count == INT64_MIN)
+                return bad(errstr, errstr_size, "bad unchanged_toast block count");
             count = -count;
         }
         for (int64_t i = 0; i < count; i++) {

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cdc/avro_bin.h"
+#include "cdc/event.h"
 #include "cdc/fingerprint.h"
 #include "cdc/pgtypes.h"
 #include "encode.h"
@@ -298,4 +299,64 @@ Test(schema, key_fingerprint_survives_an_added_column)
     cr_assert_eq(a->key_fp, b->key_fp, "but the same key schema");
     relation_free(a);
     relation_free(b);
+}
+
+/*
+ * The decoder reads union branch 0 of a value field as null: a schema with
+ * ["T", "null"] (not one cdc-capture writes) is refused rather than decoded
+ * into wrong values.
+ */
+Test(schema, a_value_field_union_with_null_second_is_refused)
+{
+    relation *r = build(payments_cols, 5);
+    char err[512];
+    cdc_table_schema *s = cdc_table_schema_parse(r->value_schema, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    cdc_table_schema_free(s);
+    json_t *v = json_loads(r->value_schema, 0, NULL);
+    json_t *row =
+        json_array_get(json_object_get(json_array_get(json_object_get(v, "fields"), 0), "type"), 1);
+    json_t *type = json_object_get(json_array_get(json_object_get(row, "fields"), 0), "type");
+    json_t *t = json_incref(json_array_get(type, 1));
+    json_array_set(type, 1, json_array_get(type, 0));
+    json_array_set_new(type, 0, t);
+    char *swapped = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    cr_assert_null(cdc_table_schema_parse(swapped, err, sizeof err),
+                   "[\"long\", \"null\"] accepted");
+    free(swapped);
+    json_decref(v);
+}
+
+/* An unchanged_toast block count of INT64_MIN is an error, not a negation overflow. */
+Test(schema, an_int64_min_block_count_is_refused)
+{
+    relation *r = build(payments_cols, 5);
+    pgo_value vals[5] = {T("42"), T("1.50"), {'n', NULL, 0}, {'n', NULL, 0}, {'n', NULL, 0}};
+    pgo_tuple after = {5, vals};
+    encoder e;
+    encoder_init(&e, "cdc", "paydb");
+    event_ctx ctx = {.seq = 1, .commit_lsn = 100, .lsn = 90, .snapshot = "false"};
+    char err[512];
+    cr_assert_eq(encode_envelope(&e, r, 'c', NULL, &after, &ctx, 1, err, sizeof err), 0, "%s", err);
+    const uint8_t *p = e.value.data, *end = e.value.data + e.value.len;
+    uint64_t fp;
+    cr_assert_eq(cdc_avro_get_so_header(&p, end, &fp), 0);
+    cdc_table_schema *s = cdc_table_schema_parse(r->value_schema, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    cdc_event ev;
+    cdc_event_init(&ev);
+    cr_assert_eq(cdc_event_decode(s, p, (size_t)(end - p), &ev, err, sizeof err), 0, "%s", err);
+    /* The last byte is the empty unchanged_toast array: replace it with a
+     * block of count INT64_MIN (zig-zag FF x9 01), a byte size and the end. */
+    size_t n = (size_t)(end - p) - 1;
+    uint8_t *bad = malloc(n + 12);
+    memcpy(bad, p, n);
+    memset(bad + n, 0xFF, 9);
+    bad[n + 9] = 0x01;
+    bad[n + 10] = 0x00;
+    bad[n + 11] = 0x00;
+    cr_assert_neq(cdc_event_decode(s, bad, n + 12, &ev, err, sizeof err), 0);
+    free(bad);
+    cdc_event_free(&ev);
+    cdc_table_schema_free(s);
 }
