@@ -481,6 +481,13 @@ static const cdc_table_schema *schema_for(applier *a, uint64_t fp, bool *transie
         }
         rs = cdc_registry_get(a->reg, fp);
     }
+    if (!rs && cdc_registry_count(a->reg) == 0) {
+        /* An event exists, so its schema was published: a schemas topic
+         * that reads as empty or absent is one we cannot see yet. */
+        snprintf(errstr, errstr_size, "%s reads as empty or absent", a->schemas_topic);
+        *transient = true;
+        return NULL;
+    }
     if (!rs) {
         char hex[17];
         cdc_fingerprint_hex(fp, hex);

@@ -174,9 +174,19 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, c
         return -1;
     }
     int n = 0;
-    for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, topic) != 0)
+            continue;
+        rd_kafka_resp_err_t terr = md->topics[i].err;
+        if (terr && terr != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            /* Listed but not readable now (no leader yet, not authorised):
+             * not the same as absent. */
+            snprintf(errstr, errstr_size, "%s: %s (retriable)", topic, rd_kafka_err2str(terr));
+            n = -1;
+        } else if (!terr) {
             n = md->topics[i].partition_cnt;
+        }
+    }
     rd_kafka_metadata_destroy(md);
     return n;
 }

@@ -1066,6 +1066,32 @@ Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
 /* ---- 16. a hand-made target table without the key's unique index ------- */
 
 /*
+ * An event whose schemas topic reads as empty or absent (not visible yet:
+ * no leader, no Describe permission) is not a bad event: its schema was
+ * published before it. cdc-apply reads again a second later instead of
+ * stopping at it (errors.tolerance=none) or dead-lettering it.
+ */
+Test(apply_faults, an_unreadable_schemas_topic_is_waited_for_not_taken_for_a_bad_event)
+{
+    char topic[256];
+    th_topic("public", "t", topic, sizeof topic);
+    /* Single-object encoding: C3 01, a fingerprint, then the body. */
+    static const uint8_t msg[] = {0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0};
+    th_produce(broker.bootstrap, topic, 0, "k", 1, msg, sizeof msg);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
+    cr_assert(th_wait_log(log_path("apply.log"), "reads as empty or absent", 60000), "%s",
+              log_line("apply.log", "ERROR"));
+    cr_assert_eq(th_proc_wait(&app, 0, NULL), -1, "cdc-apply must wait, not stop");
+    int st = th_proc_stop(&app, 20000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_eq(th_sql_long(dst,
+                             "SELECT count(*) FROM cdc.apply_positions WHERE topic = '%s' "
+                             "AND next_offset > 0",
+                             topic),
+                 0, "nothing may be recorded past the event");
+}
+
+/*
  * Upserts need a unique index on the key. Without one, the merge's
  * ON CONFLICT fails: cdc-apply must stop there, not copy the rows straight
  * in (which would add a second row for every updated key).
