@@ -328,6 +328,11 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
                      cfg->slot_name, state.consistent_point[0] ? state.consistent_point : "?");
             return SETUP_DONE;
         }
+        /* A slot made elsewhere: record that it streams, so that a reload
+         * after it is lost starts with truncates. */
+        if (!state.state[0])
+            return from_emit(
+                bootstrap_state_write(c->em, cfg, "streaming", 0, 0, errstr, errstr_size));
         return SETUP_OK;
     }
     if (unfinished)
@@ -340,8 +345,9 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
         return r;
     if (exists && (r = drop_slot(c, errstr, errstr_size)) != SETUP_OK)
         return r;
+    /* Reset: a consumer may hold rows of an earlier load or stream. */
     bootstrap_env env = {cfg,     c->repl, c->sql,  c->em,
-                         c->rels, &c->tr,  c->stop, exists || state.state[0] != '\0'};
+                         c->rels, &c->tr,  c->stop, exists || seen || state.state[0] != '\0'};
     uint64_t cp = 0;
     int64_t rows = 0;
     boot_status bs = bootstrap_load(&env, &cp, &rows, errstr, errstr_size);

@@ -1156,6 +1156,54 @@ Test(bootstrap, mode_never_streams_only_later_changes)
     cr_assert(strchr(ops, 'u') && strchr(ops, 'd') && strlen(ops) == 4, "ops %s", ops);
 }
 
+/* Drop slot cdc while cdc-capture streams from it (ending its walsender first). */
+static void drop_slot_under_capture(void)
+{
+    bool dropped = false;
+    for (int64_t end = th_now_ms() + 30000; !dropped && th_now_ms() < end;) {
+        PQclear(PQexec(src, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                            "WHERE slot_name = 'cdc' AND active_pid IS NOT NULL"));
+        PGresult *r = PQexec(src, "SELECT pg_drop_replication_slot('cdc')");
+        dropped = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    cr_assert(dropped, "could not drop the slot");
+}
+
+/*
+ * A slot made outside cdc-capture (nothing in the state topic) is streamed
+ * from; once it is lost, bootstrap.mode=initial loads again, and that load
+ * starts with truncates, so a consumer drops rows deleted in between.
+ */
+Test(bootstrap, a_lost_adopted_slot_reloads_starting_with_truncates)
+{
+    th_sql(src, "CREATE TABLE t (id bigint PRIMARY KEY, v bigint NOT NULL);"
+                "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g;"
+                "CREATE PUBLICATION cdc FOR TABLE t");
+    th_sql(src, "SELECT 1 FROM pg_create_logical_replication_slot('cdc', 'pgoutput')");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(src, "INSERT INTO t VALUES (11, 11)");
+    wait_caught_up();
+    drop_slot_under_capture();
+    cr_assert(th_wait_log(log_path("capture.log"), "bootstrap done", LOAD_MS), "no new load");
+    wait_caught_up();
+    th_msgs *m = read_all("t", 30000);
+    cdc_event ev;
+    cdc_event_init(&ev);
+    long truncates = 0, loaded = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (!m->v[i].value)
+            continue;
+        decode(&m->v[i], &ev);
+        truncates += ev.op == 't';
+        loaded += ev.op == 'r';
+    }
+    cdc_event_free(&ev);
+    th_msgs_free(m);
+    cr_assert_eq(loaded, 11, "the new load");
+    cr_assert_gt(truncates, 0, "the new load must start with a truncate");
+}
+
 /*
  * A slot that disappears (dropped, or a failover to a server without it)
  * must not be replaced silently in bootstrap.mode=never: a new slot starts
@@ -1170,15 +1218,7 @@ Test(bootstrap, mode_never_stops_when_its_slot_disappears)
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture1.log", never);
     th_sql(src, "INSERT INTO t VALUES (1, 1)");
     wait_caught_up();
-    bool dropped = false;
-    for (int64_t end = th_now_ms() + 30000; !dropped && th_now_ms() < end;) {
-        PQclear(PQexec(src, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                            "WHERE slot_name = 'cdc' AND active_pid IS NOT NULL"));
-        PGresult *r = PQexec(src, "SELECT pg_drop_replication_slot('cdc')");
-        dropped = PQresultStatus(r) == PGRES_TUPLES_OK;
-        PQclear(r);
-    }
-    cr_assert(dropped, "could not drop the slot");
+    drop_slot_under_capture();
     th_sql(src, "INSERT INTO t VALUES (2, 2)"); /* committed while no slot exists */
     cr_assert_eq(th_proc_wait(&cap, 60000, NULL), 0, "cdc-capture must stop, not make a new slot");
     cr_assert_eq(th_proc_exit_code(&cap), 1);
