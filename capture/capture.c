@@ -382,6 +382,14 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
     c->sql = connect_pg(cfg, false, errstr, errstr_size);
     if (!c->sql)
         return SETUP_RETRY;
+    int version = PQserverVersion(c->sql);
+    if (version < 150000) {
+        /* The load reads pg_publication_tables' column lists and row filters. */
+        snprintf(errstr, errstr_size,
+                 "the source server runs PostgreSQL %d; cdc-capture needs 15 or later",
+                 version / 10000);
+        return SETUP_FATAL;
+    }
     char *v = NULL;
     if (query1(c->sql, "SELECT pg_catalog.current_setting('wal_level')", 0, NULL, &v, errstr,
                errstr_size) != 0)
