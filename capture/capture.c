@@ -443,9 +443,15 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
     cdc_buf_free(&cmd);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         snprintf(errstr, errstr_size, "START_REPLICATION failed: %s", PQresultErrorMessage(res));
-        /* A slot in use by another process is worth retrying; the rest is not. */
+        /*
+         * A slot in use by another process, or a connection lost (it idled
+         * through a long load: a firewall, a session timeout), is worth
+         * retrying; the rest is not.
+         */
         const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        r = (code && strcmp(code, "55006") == 0) ? SETUP_RETRY : SETUP_FATAL;
+        bool lost = PQstatus(c->repl) != CONNECTION_OK || !code || strncmp(code, "08", 2) == 0 ||
+                    strncmp(code, "57P", 3) == 0 || strcmp(code, "25P03") == 0;
+        r = lost || strcmp(code, "55006") == 0 ? SETUP_RETRY : SETUP_FATAL;
         PQclear(res);
         return r;
     }

@@ -798,6 +798,28 @@ static bool kill_during_load(const char *logname, const char *table, int64_t min
     return !finished;
 }
 
+/*
+ * The replication connection idles through the load (it holds the exported
+ * snapshot); if it is lost meanwhile (a firewall, a session timeout), the
+ * stream starts on a new one after the load instead of cdc-capture exiting.
+ */
+Test(bootstrap, a_replication_connection_lost_during_the_load_is_replaced)
+{
+    static const tspec T[] = {{"big", 150000, 10}, {NULL, 0, 0}};
+    precreate_topic("big", 16);
+    prepare_tables(T);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL, NULL);
+    cr_assert(th_wait_log(log_path("capture.log"), "bootstrap: ", 60000), "no load started");
+    th_sql(src, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE backend_type = 'walsender' AND application_name = 'cdc-capture'");
+    if (th_wait_log(log_path("capture.log"), "streaming from slot", 0))
+        cr_skip_test("the load finished before the connection was cut");
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    th_sql(src, "INSERT INTO big (id, v, pad) VALUES (-1, -1, 'after')");
+    wait_caught_up();
+    cr_assert_eq(th_proc_wait(&cap, 0, NULL), -1, "capture must keep streaming");
+}
+
 Test(bootstrap, kill_9_during_the_load_then_restart_reloads_and_converges)
 {
     static const tspec T[] = {{"big", 150000, 10}, {"pay", 10000, 0}, {NULL, 0, 0}};
