@@ -325,6 +325,7 @@ Test(schema, a_value_field_union_with_null_second_is_refused)
                    "[\"long\", \"null\"] accepted");
     free(swapped);
     json_decref(v);
+    relation_free(r);
 }
 
 /* An unchanged_toast block count of INT64_MIN is an error, not a negation overflow. */
@@ -359,4 +360,6 @@ Test(schema, an_int64_min_block_count_is_refused)
     free(bad);
     cdc_event_free(&ev);
     cdc_table_schema_free(s);
+    encoder_free(&e);
+    relation_free(r);
 }
