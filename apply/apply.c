@@ -1510,7 +1510,12 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
             cdc_buf_putc(&re, '\\');
         cdc_buf_putc(&re, (uint8_t)*c);
     }
-    cdc_buf_puts(&re, "\\.[^.]+\\..+");
+    /* The second form: a name cut to Kafka's 249 characters, whose cut may
+     * have taken the dot after the schema, ends in "_" and 16 hex digits. */
+    cdc_buf_puts(&re, "\\.([^.]+\\..+|[^.]+_");
+    for (int i = 0; i < 16; i++) /* no counted repetition in librdkafka's regex */
+        cdc_buf_puts(&re, "[0-9a-f]");
+    cdc_buf_puts(&re, ")$");
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, cdc_buf_cstr(&re), RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, l);

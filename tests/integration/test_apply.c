@@ -495,6 +495,30 @@ Test(apply, text_keeps_its_letters_across_database_encodings)
     stop_clean(&app, "cdc-apply");
     PQfinish(l1);
 }
+/*
+ * Topic names are cut to Kafka's 249 characters (and end in a hash of the
+ * true names); a cut that takes the dot after the schema must still name a
+ * table topic cdc-apply subscribes to (before, its rows never arrived).
+ */
+Test(apply, a_table_whose_topic_name_is_cut_is_applied)
+{
+    char prefix[201], pf[220], schema[64];
+    snprintf(prefix, sizeof prefix, "%s_%0190d", th_prefix(), 0);
+    prefix[190] = '\0';
+    snprintf(pf, sizeof pf, "topic.prefix=%s", prefix);
+    memset(schema, 's', 63);
+    schema[63] = '\0';
+    char table[80];
+    snprintf(table, sizeof table, "%s.t", schema);
+    th_sql(src, "CREATE SCHEMA %s; CREATE TABLE %s (id int PRIMARY KEY, v int)", schema, table);
+    const char *const extra[] = {pf, NULL};
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", extra);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", extra);
+    th_sql(src, "INSERT INTO %s SELECT g, g FROM generate_series(1, 20) g", table);
+    converge((const char *const[]){table, NULL}, CONVERGE_MS);
+    stop_clean(&app, "cdc-apply");
+}
+
 /* ---- 3. schema evolution ------------------------------------------------ */
 
 /*
