@@ -490,10 +490,11 @@ static int start_task(loader *L, worker *w)
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         snprintf(L->err, L->errsz, "reading %s.%s: %s", t->nsp, t->rel, PQresultErrorMessage(res));
         one_line(L->err);
-        /* Class 42: no privilege (on the schema, say), or a row-level
-         * security policy that would filter the read (row_security=off). */
+        /* 42501: no privilege (on the schema, say), or a row-level security
+         * policy that would filter the read (row_security=off). Other errors,
+         * a table dropped meanwhile included, start a new load. */
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        L->refused = state && strncmp(state, "42", 2) == 0;
+        L->refused = state && strcmp(state, "42501") == 0;
         PQclear(res);
         return -1;
     }

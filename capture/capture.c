@@ -383,10 +383,11 @@ static setup_result start_session(capture *c, char *errstr, size_t errstr_size)
     if (!c->sql)
         return SETUP_RETRY;
     int version = PQserverVersion(c->sql);
-    if (version < 150000) {
+    if (version < 150000 && strcmp(cfg->bootstrap_mode, "never") != 0) {
         /* The load reads pg_publication_tables' column lists and row filters. */
         snprintf(errstr, errstr_size,
-                 "the source server runs PostgreSQL %d; cdc-capture needs 15 or later",
+                 "the source server runs PostgreSQL %d; cdc-capture needs 15 or later "
+                 "for a full load (bootstrap.mode=never streams only)",
                  version / 10000);
         return SETUP_FATAL;
     }

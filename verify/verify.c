@@ -132,7 +132,8 @@ static void side_wait(side *s)
         int rc = poll(&pfd, 1, 100);
         if (rc < 0 && errno != EINTR)
             return; /* PQgetResult reports the connection's state */
-        if (rc > 0 && !PQconsumeInput(s->conn))
+        /* Also after a timeout: TLS may hold decrypted bytes poll cannot see. */
+        if (!PQconsumeInput(s->conn))
             return;
     }
 }

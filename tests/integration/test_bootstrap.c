@@ -1194,8 +1194,9 @@ static void drop_slot_under_capture(void)
 
 /*
  * A slot made outside cdc-capture (nothing in the state topic) is streamed
- * from; once it is lost, bootstrap.mode=initial loads again, and that load
- * starts with truncates, so a consumer drops rows deleted in between.
+ * from, and recorded as streaming; once it is lost while cdc-capture is
+ * stopped, bootstrap.mode=initial loads again, and that load starts with
+ * truncates, so a consumer drops rows deleted in between.
  */
 Test(bootstrap, a_lost_adopted_slot_reloads_starting_with_truncates)
 {
@@ -1206,8 +1207,11 @@ Test(bootstrap, a_lost_adopted_slot_reloads_starting_with_truncates)
     th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
     th_sql(src, "INSERT INTO t VALUES (11, 11)");
     wait_caught_up();
+    int st = th_proc_stop(&cap, 20000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     drop_slot_under_capture();
-    cr_assert(th_wait_log(log_path("capture.log"), "bootstrap done", LOAD_MS), "no new load");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture2.log", NULL);
+    cr_assert(th_wait_log(log_path("capture2.log"), "bootstrap done", LOAD_MS), "no new load");
     wait_caught_up();
     th_msgs *m = read_all("t", 30000);
     cdc_event ev;
