@@ -995,22 +995,18 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
          */
         cdc_buf_reset(sql);
         sql_merge_update(sql, s, stage);
-        PGresult *res = PQexec(t->conn, cdc_buf_cstr(sql));
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            r = failed(t, res, errstr, errstr_size);
-        } else {
-            size_t updated = strtoull(PQcmdTuples(res), NULL, 10);
-            if (updated < ops[BATCH_UPDATE]) {
-                snprintf(errstr, errstr_size,
-                         "%zu of %zu updates that leave a TOASTed column unchanged found no row in "
-                         "the target: its old value is needed to apply them",
-                         ops[BATCH_UPDATE] - updated, ops[BATCH_UPDATE]);
-                r = TARGET_REJECT;
-            }
-        }
-        PQclear(res);
-        if (r != TARGET_OK)
+        PGresult *res = NULL;
+        if ((r = run_params(t, cdc_buf_cstr(sql), 0, NULL, &res, errstr, errstr_size)) != TARGET_OK)
             return r;
+        size_t updated = strtoull(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        if (updated < ops[BATCH_UPDATE]) {
+            snprintf(errstr, errstr_size,
+                     "%zu of %zu updates that leave a TOASTed column unchanged found no row in "
+                     "the target: its old value is needed to apply them",
+                     ops[BATCH_UPDATE] - updated, ops[BATCH_UPDATE]);
+            return TARGET_REJECT;
+        }
     }
     return TARGET_OK;
 }

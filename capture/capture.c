@@ -285,33 +285,27 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
     if (bootstrap_state_read(cfg, &state, errstr, errstr_size) != 0)
         return SETUP_RETRY;
     bool unfinished = strcmp(state.state, "loading") == 0;
-    if (never && !exists && (seen || state.state[0])) {
-        /* A new slot starts at the current WAL end: whatever was committed
-         * since the old one's confirmed position would never be sent. */
-        char since[64] = "its last confirmed position";
-        if (c->flushed_lsn)
-            snprintf(since, sizeof since, CDC_LSN_FMT, CDC_LSN_ARGS(c->flushed_lsn));
-        snprintf(errstr, errstr_size,
-                 "replication slot %s no longer exists (dropped, or the server failed over to "
-                 "one without it); a new slot would skip every change after %s, so "
-                 "bootstrap.mode=never does not create one: run with bootstrap.mode=initial for "
-                 "a new full load",
-                 cfg->slot_name, since);
-        return SETUP_FATAL;
+    if (never && !exists) {
+        if (seen || state.state[0]) {
+            /* A new slot starts at the current WAL end: whatever was
+             * committed since the old one's confirmed position would never
+             * be sent. */
+            char since[64] = "its last confirmed position";
+            if (c->flushed_lsn)
+                snprintf(since, sizeof since, CDC_LSN_FMT, CDC_LSN_ARGS(c->flushed_lsn));
+            snprintf(errstr, errstr_size,
+                     "replication slot %s no longer exists (dropped, or the server failed over "
+                     "to one without it); a new slot would skip every change after %s, so "
+                     "bootstrap.mode=never does not create one: run with "
+                     "bootstrap.mode=initial for a new full load",
+                     cfg->slot_name, since);
+            return SETUP_FATAL;
+        }
+        if ((r = create_slot(c, errstr, errstr_size)) != SETUP_OK)
+            return r;
+        exists = c->slot_seen = true;
     }
-    if (never && (!exists || !state.state[0])) {
-        /* Remember that this slot streams, so that a restart can tell a
-         * lost slot from a first start. */
-        setup_result r = exists ? SETUP_OK : create_slot(c, errstr, errstr_size);
-        if (r == SETUP_OK)
-            r = from_emit(
-                bootstrap_state_write(c->em, cfg, "streaming", 0, 0, errstr, errstr_size));
-        c->slot_seen = c->slot_seen || r == SETUP_OK;
-        return r;
-    }
-    if (never) {
-        if (!unfinished)
-            return SETUP_OK;
+    if (never && unfinished) {
         /* Its stream starts at the load's consistent point: rows the load
          * did not reach would never be sent. */
         snprintf(errstr, errstr_size,
@@ -321,15 +315,16 @@ static setup_result prepare_slot(capture *c, char *errstr, size_t errstr_size)
                  cfg->slot_name);
         return SETUP_FATAL;
     }
-    if (exists && !c->force_bootstrap && !unfinished) {
+    if (exists && (never || (!c->force_bootstrap && !unfinished))) {
         if (strcmp(cfg->bootstrap_mode, "only") == 0) {
             cdc_info("slot %s exists and its full load finished (consistent point %s); "
                      "nothing to do (use --bootstrap to load again)",
                      cfg->slot_name, state.consistent_point[0] ? state.consistent_point : "?");
             return SETUP_DONE;
         }
-        /* A slot made elsewhere: record that it streams, so that a reload
-         * after it is lost starts with truncates. */
+        /* A slot that streams without a load of ours (made by never, or
+         * elsewhere): record it, so that a restart can tell a lost slot from
+         * a first start, and a reload after it is lost starts with truncates. */
         if (!state.state[0])
             return from_emit(
                 bootstrap_state_write(c->em, cfg, "streaming", 0, 0, errstr, errstr_size));

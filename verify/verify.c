@@ -138,14 +138,27 @@ static void side_wait(side *s)
     }
 }
 
+/* The next result of the running query (NULL at its end), waited for as above. */
+static PGresult *side_next(side *s)
+{
+    side_wait(s);
+    return PQgetResult(s->conn);
+}
+
+/* Read the query's remaining results to the NULL that makes the connection ready again. */
+static void side_drain(side *s)
+{
+    PGresult *r;
+    while ((r = side_next(s)) != NULL)
+        PQclear(r);
+    s->cancel_sent = false;
+}
+
 /* Wait for the result of a query sent with PQsendQuery*; -1 (logged) on error. */
 static PGresult *side_result(side *s, const char *what, ExecStatusType want)
 {
-    side_wait(s);
-    PGresult *r = PQgetResult(s->conn), *extra;
-    for (side_wait(s); (extra = PQgetResult(s->conn)) != NULL; side_wait(s))
-        PQclear(extra);
-    s->cancel_sent = false;
+    PGresult *r = side_next(s);
+    side_drain(s);
     if (!r || PQresultStatus(r) != want) {
         cdc_error("%s: %s: %s", s->name, what,
                   r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
@@ -585,8 +598,7 @@ static void stream_next(stream *st, const char *what)
     st->row = NULL;
     if (st->failed)
         return;
-    side_wait(st->s);
-    PGresult *r = PQgetResult(st->s->conn);
+    PGresult *r = side_next(st->s);
     if (!r)
         return;
     if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
@@ -598,10 +610,7 @@ static void stream_next(stream *st, const char *what)
         st->failed = true;
     }
     PQclear(r);
-    /* The end: drain to the NULL that makes the connection ready again. */
-    for (side_wait(st->s); (r = PQgetResult(st->s->conn)) != NULL; side_wait(st->s))
-        PQclear(r);
-    st->s->cancel_sent = false;
+    side_drain(st->s); /* the end */
 }
 
 static void print_value(FILE *out, const char *v)
