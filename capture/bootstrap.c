@@ -429,6 +429,71 @@ static boot_status load_catalog(loader *L, PGconn *c)
     return BOOT_OK;
 }
 
+/*
+ * Lock every table of the load (ACCESS SHARE, until the load ends, as each
+ * COPY would hold it anyway), then check that none was rewritten between
+ * the consistent point and the lock. ALTER TABLE ... TYPE, TRUNCATE and the
+ * other rewriting commands are not MVCC-safe: the snapshot would read such a
+ * table as empty, and the stream has no rows for it either. Once locked, a
+ * table cannot be rewritten before the load ends. A relfilenode that differs
+ * between the snapshot's pg_class and the current one (pg_relation_filenode()
+ * reads the catalog as of now) gives the rewrite away.
+ */
+static boot_status lock_tables(loader *L, PGconn *c)
+{
+    if (L->ntables == 0)
+        return BOOT_OK;
+    cdc_buf sql, oids;
+    cdc_buf_init(&sql);
+    cdc_buf_init(&oids);
+    cdc_buf_puts(&sql, "LOCK TABLE ");
+    cdc_buf_puts(&oids, "{");
+    for (int i = 0; i < L->ntables; i++) {
+        const table_info *t = &L->tables[i];
+        char *nsp = PQescapeIdentifier(c, t->nsp, strlen(t->nsp));
+        char *rel = PQescapeIdentifier(c, t->rel, strlen(t->rel));
+        cdc_buf_printf(&sql, "%s%s.%s", i ? ", " : "", nsp ? nsp : "?", rel ? rel : "?");
+        cdc_buf_printf(&oids, "%s%u", i ? "," : "", t->relid);
+        PQfreemem(nsp);
+        PQfreemem(rel);
+    }
+    cdc_buf_puts(&sql, " IN ACCESS SHARE MODE");
+    cdc_buf_puts(&oids, "}");
+    boot_status bs = BOOT_OK;
+    if (exec_ok(c, cdc_buf_cstr(&sql), L->err, L->errsz) != 0) {
+        bs = BOOT_RETRY;
+        goto out;
+    }
+    const char *p[1] = {cdc_buf_cstr(&oids)};
+    PGresult *res = PQexecParams(
+        c,
+        "SELECT n.nspname, c.relname "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND (c.oid = ANY ($1::oid[]) OR c.oid IN "
+        "  (SELECT p.relid FROM pg_catalog.unnest($1::oid[]) AS r(oid), "
+        "   pg_catalog.pg_partition_tree(r.oid) AS p)) "
+        "  AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid) "
+        "ORDER BY 1, 2 LIMIT 1",
+        1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(L->err, L->errsz, "checking the tables to load: %s", PQresultErrorMessage(res));
+        one_line(L->err);
+        bs = BOOT_RETRY;
+    } else if (PQntuples(res) > 0) {
+        snprintf(L->err, L->errsz,
+                 "table %s.%s was rewritten (ALTER TABLE, TRUNCATE, ...) after the load's "
+                 "snapshot was taken, so the snapshot cannot read its rows; starting the load "
+                 "over",
+                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        bs = BOOT_RETRY;
+    }
+    PQclear(res);
+out:
+    cdc_buf_free(&sql);
+    cdc_buf_free(&oids);
+    return bs;
+}
+
 static void plan_tasks(loader *L)
 {
     int cap = 16;
@@ -703,6 +768,8 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
 
     /* 3. What to load, as of the snapshot. */
     bs = load_catalog(&L, L.workers[0].conn);
+    if (bs == BOOT_OK)
+        bs = lock_tables(&L, L.workers[0].conn);
     if (bs != BOOT_OK)
         goto done;
     int maxcols = 1;

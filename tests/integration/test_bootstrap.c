@@ -1144,6 +1144,47 @@ Test(bootstrap, include_columns_are_not_part_of_the_key)
     th_msgs_free(m);
 }
 
+/*
+ * A table rewritten (ALTER TABLE ... TYPE) after the consistent point but
+ * before the load locked it: the rewrite's new file holds the rows under the
+ * rewrite's own xid, so the snapshot would read the table as empty, and the
+ * stream carries no rows for it either. The load must notice and start over.
+ *
+ * The window is held open by post_auth_delay: each of cdc-capture's
+ * connections waits 2 s after logging in, so the load's workers (connected
+ * one after the other once the slot exists) read nothing for 4 s after
+ * "created replication slot" is logged; the test rewrites b meanwhile.
+ */
+Test(bootstrap, a_table_rewritten_after_the_consistent_point_starts_the_load_over)
+{
+    th_sql(src, "CREATE TABLE a (id bigint PRIMARY KEY, v int);"
+                "CREATE TABLE b (id bigint PRIMARY KEY, v int);"
+                "INSERT INTO a SELECT g, g FROM generate_series(1, 100) g;"
+                "INSERT INTO b SELECT g, g FROM generate_series(1, 500) g;"
+                "CREATE PUBLICATION cdc FOR TABLE a, b");
+    char conninfo[1024], ci[1200];
+    th_pg_conninfo(&pg, "src", conninfo, sizeof conninfo);
+    snprintf(ci, sizeof ci, "source.conninfo=%s options='-c post_auth_delay=2'", conninfo);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){ci, NULL});
+    cr_assert(th_wait_log_alive(&cap, "capture.log", "created replication slot", 30000));
+    th_sql(src, "ALTER TABLE b ALTER COLUMN v TYPE bigint");
+    cr_assert_eq(
+        th_sql_long(
+            src, "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin "
+                 "IS NOT NULL AND backend_type = 'client backend' AND datname = current_database() "
+                 "AND pid <> pg_backend_pid()"),
+        0, "the load had already started reading: the rewrite came too late");
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    cr_assert(th_wait_log(log_path("capture.log"), "public.b was rewritten", 0),
+              "the restart names the table");
+    th_sql(src, "INSERT INTO b VALUES (501, 501)");
+    wait_caught_up();
+    converge((const char *const[]){"a", "b", NULL});
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM b"), 501);
+}
+
 /* ---- 6. bootstrap.mode=never -------------------------------------------------------- */
 
 Test(bootstrap, mode_never_streams_only_later_changes)
