@@ -262,6 +262,18 @@ static void one_line(char *s)
         s[n - 1] = '\0';
 }
 
+static int exec_ok(PGconn *c, const char *sql, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(c, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(errstr, errstr_size, "%s", PQresultErrorMessage(res));
+        one_line(errstr);
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
 static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t errstr_size)
 {
     /*
@@ -286,19 +298,13 @@ static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t er
         PQfinish(c);
         return NULL;
     }
-    return c;
-}
-
-static int exec_ok(PGconn *c, const char *sql, char *errstr, size_t errstr_size)
-{
-    PGresult *res = PQexec(c, sql);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok) {
-        snprintf(errstr, errstr_size, "%s", PQresultErrorMessage(res));
-        one_line(errstr);
+    /* PostgreSQL 17's transaction_timeout (unknown before 17) would end the load too. */
+    if (PQserverVersion(c) >= 170000 &&
+        exec_ok(c, "SET transaction_timeout = 0", errstr, errstr_size) != 0) {
+        PQfinish(c);
+        return NULL;
     }
-    PQclear(res);
-    return ok ? 0 : -1;
+    return c;
 }
 
 static void free_tables(loader *L)

@@ -99,12 +99,19 @@ static int side_connect(side *s, const char *name, const char *conninfo,
                                   "SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "
                                   "SET bytea_output = 'hex'; SET lc_monetary = 'C'; "
                                   "SET row_security = off; SET statement_timeout = 0; "
+                                  "SET idle_in_transaction_session_timeout = 0; "
                                   "SET search_path = ''; SET client_encoding = 'UTF8'; "
                                   "SET default_transaction_read_only = on");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        cdc_error("%s: %s", name, PQresultErrorMessage(r));
     PQclear(r);
+    /* PostgreSQL 17's transaction_timeout (unknown before 17) would end a long comparison. */
+    if (ok && PQserverVersion(s->conn) >= 170000) {
+        r = PQexec(s->conn, "SET transaction_timeout = 0");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    if (!ok)
+        cdc_error("%s: %s", name, PQerrorMessage(s->conn));
     return ok ? 0 : -1;
 }
 
