@@ -376,9 +376,15 @@ static const char *TYPES_SQL =
     "     FROM pg_catalog.pg_enum e WHERE e.enumtypid = b.oid) "
     "FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS c(oid, mod, ord) "
     "LEFT JOIN pg_catalog.pg_type t ON t.oid = c.oid "
-    "CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE c.oid END, "
-    "                           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE c.mod END) "
-    "  AS b(oid, mod) "
+    /* The base type: a domain over a domain is followed down to the end. */
+    "CROSS JOIN LATERAL ("
+    "  WITH RECURSIVE ch(oid, mod, depth) AS ("
+    "    SELECT c.oid, c.mod, 0 "
+    "    UNION ALL "
+    "    SELECT d.typbasetype, CASE WHEN d.typtypmod <> -1 THEN d.typtypmod ELSE ch.mod END, "
+    "      ch.depth + 1 "
+    "    FROM ch JOIN pg_catalog.pg_type d ON d.oid = ch.oid AND d.typtype = 'd') "
+    "  SELECT ch.oid, ch.mod FROM ch ORDER BY ch.depth DESC LIMIT 1) AS b(oid, mod) "
     "ORDER BY c.ord";
 
 relation *relcache_update(relcache *rc, const pgo_msg *m, PGconn *sql, const char *topic_prefix,

@@ -233,17 +233,21 @@ Test(capture, a_key_change_that_cannot_be_encoded_sends_nothing_of_it)
 static const char *TYPES_DDL =
     "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');"
     "CREATE DOMAIN cents AS bigint CHECK (VALUE >= 0);"
+    "CREATE DOMAIN amount AS numeric(18,2);"
+    "CREATE DOMAIN payout AS amount CHECK (VALUE > 0);" /* a domain over a domain */
+    "CREATE DOMAIN feeling AS mood;"
+    "CREATE DOMAIN verdict AS feeling;"
     "CREATE TABLE types (id int PRIMARY KEY, b bool, i2 int2, i4 int4, i8 int8, f4 float4, "
     " f8 float8, n182 numeric(18,2), n380 numeric(38,0), n numeric, nneg numeric(5,-2), "
     " d date, t time, ts timestamp, tstz timestamptz, u uuid, by bytea, tx text, "
     " vc varchar(10), ch char(3), js json, jb jsonb, arr int[], tarr text[], m mood, "
     " iv interval, ttz timetz, money_ money, inet_ inet, rng int4range, c cents, "
-    " big text)";
+    " big text, po payout, ve verdict)";
 
-static const char *TYPES_COLS[] = {"b",  "i2",   "i4",     "i8",    "f4",  "f8",   "n182", "n380",
-                                   "n",  "nneg", "d",      "t",     "ts",  "tstz", "u",    "by",
-                                   "tx", "vc",   "ch",     "js",    "jb",  "arr",  "tarr", "m",
-                                   "iv", "ttz",  "money_", "inet_", "rng", "c",    "big",  NULL};
+static const char *TYPES_COLS[] = {
+    "b",  "i2",   "i4",     "i8",    "f4",  "f8", "n182", "n380", "n",  "nneg", "d",    "t",
+    "ts", "tstz", "u",      "by",    "tx",  "vc", "ch",   "js",   "jb", "arr",  "tarr", "m",
+    "iv", "ttz",  "money_", "inet_", "rng", "c",  "big",  "po",   "ve", NULL};
 
 Test(capture, every_type_family_round_trips_exactly)
 {
@@ -258,7 +262,7 @@ Test(capture, every_type_family_round_trips_exactly)
                " '\\x00ff10'::bytea, 'tab\there \"quoted\" ünïcödé', 'abc', 'ab', "
                " '{\"a\": [1, 2.50]}', '{\"b\": {\"c\": null}}', '{1,NULL,3}', "
                " '{\"x,y\",\"\"}', 'happy', '1 year 2 mons -3 days 04:05:06.7', '10:11:12+05:30', "
-               " 12.34, '192.168.0.1/24', '[1,10)', 42, repeat('x', 100))");
+               " 12.34, '192.168.0.1/24', '[1,10)', 42, repeat('x', 100), 1234.5, 'ok')");
     th_sql(db, "INSERT INTO types (id, f4, f8, d, ts, tstz, n) VALUES "
                "(2, 'NaN', '-Infinity', 'infinity', '-infinity', 'infinity', 'NaN'), "
                "(3, '-0', '1e-320', '2000-02-29', '294200-12-31 23:59:59', "
@@ -312,6 +316,16 @@ Test(capture, every_type_family_round_trips_exactly)
     cr_assert_str_eq(s->fields[cdc_table_schema_find(s, "m")].enum_json,
                      "[\"sad\",\"ok\",\"happy\"]");
     cr_assert_str_eq(s->fields[f].pg_type, "numeric(18,2)");
+    /* A domain over a domain maps as its innermost base type. */
+    const cdc_field *po = &s->fields[cdc_table_schema_find(s, "po")];
+    cr_assert_eq(po->type.conv, CDC_CONV_DECIMAL, "payout must be a decimal like its base");
+    cr_assert_eq(po->type.scale, 2);
+    cr_assert_str_eq(po->pg_type, "numeric(18,2)");
+    cr_assert_str_eq(po->pg_domain, "public.payout");
+    const cdc_field *ve = &s->fields[cdc_table_schema_find(s, "ve")];
+    cr_assert_str_eq(ve->pg_type, "public.mood");
+    cr_assert_not_null(ve->enum_json, "verdict lost its enum labels");
+    cr_assert_str_eq(ve->enum_json, "[\"sad\",\"ok\",\"happy\"]");
     cdc_table_schema_free(s);
     cdc_event_free(&ev);
     th_msgs_free(m);
