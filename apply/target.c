@@ -17,7 +17,8 @@
 #include "cdc/log.h"
 #include "sqlgen.h"
 
-#define SESSION_OPTIONS "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC"
+#define SESSION_OPTIONS                                                                            \
+    "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c lc_monetary=C"
 #define COPY_CHUNK (256 * 1024)
 
 typedef struct known_schema {

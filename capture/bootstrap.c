@@ -283,7 +283,7 @@ static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t er
      */
     char *options = cdc_pg_options(cfg->source_conninfo,
                                    "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
-                                   "-c extra_float_digits=3 -c bytea_output=hex "
+                                   "-c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C "
                                    "-c row_security=off -c statement_timeout=0 -c lock_timeout=0 "
                                    "-c idle_in_transaction_session_timeout=0");
     /* client_encoding after dbname: COPY sends UTF-8 whatever the conninfo says. */

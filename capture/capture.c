@@ -32,7 +32,7 @@
 /* Fixed text forms for every value pgoutput sends (see cdc/pgtypes.h). */
 #define SESSION_OPTIONS                                                                            \
     "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres -c extra_float_digits=3 "          \
-    "-c bytea_output=hex"
+    "-c bytea_output=hex -c lc_monetary=C"
 
 typedef enum stream_result {
     STREAM_STOP,

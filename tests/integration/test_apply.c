@@ -496,6 +496,48 @@ Test(apply, text_keeps_its_letters_across_database_encodings)
     PQfinish(l1);
 }
 /*
+ * money's text form follows lc_monetary: a source database in de_DE wrote
+ * "1.234,56 \u20ac", which a target in C could not read, so cdc-apply
+ * stopped (and a target with fewer fraction digits would scale the
+ * amount). Both daemons read and write money with lc_monetary=C, so the
+ * stored amount travels exactly. The locale is compiled into the test's
+ * directory and handed to the server through LOCPATH.
+ */
+Test(apply, money_travels_exactly_whatever_lc_monetary_the_databases_use)
+{
+    if (th_pg_external())
+        cr_skip_test("restarts the server with a locale of its own");
+    char loc[TH_PATH_MAX], cmd[2 * TH_PATH_MAX + 128];
+    snprintf(loc, sizeof loc, "%s/locales", th_test_dir());
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && localedef -c -i de_DE -f UTF-8 '%s/de_DE.UTF-8' >/dev/null 2>&1",
+             loc, loc);
+    cr_assert_eq(system(cmd), 0, "localedef de_DE failed (Debian package locales)");
+    setenv("LOCPATH", loc, 1);
+    th_pg_restart(&pg);
+    PQreset(src);
+    PQreset(dst);
+    th_sql(src, "ALTER DATABASE src SET lc_monetary = 'de_DE.UTF-8'");
+    PGconn *de = th_pg_connect(&pg, "src");
+    char *shown = th_sql_value(de, "SELECT 1234.56::money::text");
+    cr_assert(strstr(shown, "1.234,56") != NULL, "the source writes %s", shown);
+    free(shown);
+    PQfinish(de);
+    th_sql(src, "CREATE TABLE fees (id int PRIMARY KEY, amount money);"
+                "INSERT INTO fees VALUES (1, 1234.56), (2, -0.07)");
+    start_pipeline(NULL);
+    th_sql(src, "INSERT INTO fees VALUES (3, 92233720368547758.07); "
+                "UPDATE fees SET amount = amount + 1000::money WHERE id = 1");
+    const char *amounts = "(SELECT id, amount::numeric FROM fees)";
+    char diff[2048];
+    bool same =
+        th_wait_same_rows(&pg, "src", amounts, "dst", amounts, CONVERGE_MS, diff, sizeof diff);
+    assert_running(&app, "cdc-apply");
+    cr_assert(same, "%s", diff);
+    stop_clean(&app, "cdc-apply");
+}
+
+/*
  * Topic names are cut to Kafka's 249 characters (and end in a hash of the
  * true names); a cut that takes the dot after the schema must still name a
  * table topic cdc-apply subscribes to (before, its rows never arrived).
