@@ -243,7 +243,7 @@ typedef struct loader {
     bool tty;
     char *err;
     size_t errsz;
-    bool refused; /* a table cannot be read (permission, policy): retrying will not help */
+    bool refused; /* a table cannot be read (see hopeless()): retrying will not help */
 } loader;
 
 static int64_t wall_ms(void)
@@ -521,6 +521,19 @@ static void plan_tasks(loader *L)
     }
 }
 
+/*
+ * An error that a new load would meet again: 42501, no privilege (on the
+ * schema, say) or a row-level security policy that would filter the read
+ * (row_security=off); class 22, data the server cannot send as UTF-8 (an
+ * invalid byte in an SQL_ASCII database, say). Other errors, a table
+ * dropped meanwhile included, start a new load.
+ */
+static bool hopeless(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return state && (strcmp(state, "42501") == 0 || strncmp(state, "22", 2) == 0);
+}
+
 static int start_task(loader *L, worker *w)
 {
     if (L->next_task >= L->ntasks) {
@@ -561,11 +574,7 @@ static int start_task(loader *L, worker *w)
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         snprintf(L->err, L->errsz, "reading %s.%s: %s", t->nsp, t->rel, PQresultErrorMessage(res));
         one_line(L->err);
-        /* 42501: no privilege (on the schema, say), or a row-level security
-         * policy that would filter the read (row_security=off). Other errors,
-         * a table dropped meanwhile included, start a new load. */
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        L->refused = state && strcmp(state, "42501") == 0;
+        L->refused = hopeless(res);
         PQclear(res);
         return -1;
     }
@@ -684,8 +693,11 @@ static int drain(loader *L, worker *w, emit_status *st)
         PGresult *res = PQgetResult(w->conn);
         int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok) {
-            snprintf(L->err, L->errsz, "%s", PQresultErrorMessage(res));
+            const table_info *t = &L->tables[L->tasks[w->task].table];
+            snprintf(L->err, L->errsz, "reading %s.%s: %s", t->nsp, t->rel,
+                     PQresultErrorMessage(res));
             one_line(L->err);
+            L->refused = hopeless(res);
         }
         PQclear(res);
         while ((res = PQgetResult(w->conn)) != NULL)
@@ -861,7 +873,7 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
             emit_status st;
             int d = drain(&L, w, &st);
             if (d < 0) {
-                bs = st != EMIT_OK ? to_boot(st) : BOOT_RETRY;
+                bs = st != EMIT_OK ? to_boot(st) : L.refused ? BOOT_FATAL : BOOT_RETRY;
                 failed = true;
             } else if (d == 1 && start_task(&L, w) != 0) {
                 bs = L.refused ? BOOT_FATAL : BOOT_RETRY;

@@ -737,6 +737,22 @@ static stream_result stream(capture *c)
         if (n < 0) {
             /* -1: the server ended the copy (shutdown); -2: connection error. */
             PGresult *res = PQgetResult(c->repl);
+            const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+            if (state && strncmp(state, "22", 2) == 0) {
+                /* Class 22: the server cannot send this change (an invalid
+                 * byte in an SQL_ASCII database, say); every retry would
+                 * stop at the same record. */
+                snprintf(c->errbuf, sizeof c->errbuf, "(SQLSTATE %s) %s", state,
+                         PQresultErrorMessage(res));
+                PQclear(res);
+                for (char *p = c->errbuf; *p; p++)
+                    if (*p == '\n')
+                        *p = ' ';
+                cdc_error("the source server cannot send the change after " CDC_LSN_FMT
+                          " %s; stopping without confirming it",
+                          CDC_LSN_ARGS(c->received_lsn), c->errbuf);
+                return STREAM_FATAL;
+            }
             const char *msg = n == -1 && res && PQresultStatus(res) == PGRES_COMMAND_OK
                                   ? "the server ended replication"
                                   : PQerrorMessage(c->repl);

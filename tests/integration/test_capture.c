@@ -592,3 +592,61 @@ Test(capture, a_key_keeps_its_partition_when_the_key_schema_changes)
     cr_assert_eq(moved, 0, "%d pairs of events of one key are in different partitions", moved);
     th_msgs_free(m);
 }
+
+/*
+ * Data the server cannot send as UTF-8 (a byte that is not UTF-8 in an
+ * SQL_ASCII database) fails the same way at every try: cdc-capture must stop
+ * saying so, not retry for ever with the slot pinned. In the stream, it
+ * stops without confirming the change; in the load, it names the table and
+ * drops the slot it made.
+ */
+static PGconn *sql_ascii_db(const char *name)
+{
+    th_sql(db,
+           "CREATE DATABASE %s ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' "
+           "LC_CTYPE 'C'",
+           name);
+    PGconn *c = th_pg_connect(&pg, name);
+    th_sql(c, "CREATE TABLE notes (id int PRIMARY KEY, body text)");
+    return c;
+}
+
+static void assert_stops(const char *needle)
+{
+    cr_assert_eq(th_proc_wait(&cap, 30000, NULL), 0, "capture kept retrying");
+    cr_assert_eq(th_proc_exit_code(&cap), 1, "exit status %d, want 1", th_proc_exit_code(&cap));
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/capture.log", th_test_dir());
+    cr_assert(th_wait_log(path, needle, 0), "no '%s' in the log", needle);
+    cr_assert(th_wait_log(path, "invalid byte sequence", 0), "the server's reason");
+}
+
+Test(capture, a_change_the_server_cannot_send_as_utf8_stops_capture)
+{
+    if (th_pg_external())
+        cr_skip_test("creates a database");
+    PGconn *c = sql_ascii_db("ascii");
+    th_sql(c, "INSERT INTO notes VALUES (1, 'plain')");
+    th_capture_start(&cap, &pg, "ascii", broker.bootstrap, "capture.log",
+                     (const char *const[]){"slot.name=ascii", NULL});
+    th_sql(c, "INSERT INTO notes VALUES (2, E'caf\\xe9')");
+    assert_stops("cannot send the change after");
+    cr_assert_eq(th_sql_long(c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                                "'ascii' AND confirmed_flush_lsn < pg_current_wal_lsn()"),
+                 1, "the slot stays before the change");
+    PQfinish(c);
+}
+
+Test(capture, a_row_the_server_cannot_send_as_utf8_stops_the_load)
+{
+    if (th_pg_external())
+        cr_skip_test("creates a database");
+    PGconn *c = sql_ascii_db("ascii");
+    th_sql(c, "INSERT INTO notes VALUES (1, 'plain'), (2, E'caf\\xe9')");
+    th_capture_spawn(&cap, &pg, "ascii", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){"slot.name=ascii", NULL});
+    assert_stops("reading public.notes");
+    cr_assert_eq(th_sql_long(c, "SELECT count(*) FROM pg_replication_slots"), 0,
+                 "the load's slot is dropped");
+    PQfinish(c);
+}
