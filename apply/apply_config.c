@@ -65,6 +65,13 @@ cdc_cfg_result apply_config_load(apply_config *cfg, int argc, char **argv, char 
         return CDC_CFG_ERROR;
     if (cdc_topic_name_check("topic.prefix", cfg->topic_prefix, 200, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
+    if (cdc_kv_get(&cfg->kafka, "group.id")) {
+        /* The consumer group and the positions recorded in the target must agree. */
+        snprintf(errstr, errstr_size,
+                 "kafka.group.id: set group.id instead (cdc-apply records its positions in the "
+                 "target under group.id)");
+        return CDC_CFG_ERROR;
+    }
     if (!*cfg->group_id) {
         snprintf(errstr, errstr_size, "group.id: must not be empty");
         return CDC_CFG_ERROR;

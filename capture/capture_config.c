@@ -128,6 +128,12 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
             return CDC_CFG_ERROR;
         }
     }
+    if (cfg->force_bootstrap && strcmp(cfg->bootstrap_mode, "never") == 0) {
+        snprintf(errstr, errstr_size,
+                 "--bootstrap: contradicts bootstrap.mode=never (which never loads); use "
+                 "bootstrap.mode=initial or only with it");
+        return CDC_CFG_ERROR;
+    }
     char err[256];
     char *t = capture_tables_sql(cfg->tables, err, sizeof err);
     if (!t) {

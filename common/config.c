@@ -143,6 +143,20 @@ static int set_key(const cdc_cfg_key *k, void *cfg, const char *value, char *err
 int cdc_config_set(const cdc_cfg_spec *spec, void *cfg, const char *key, const char *value,
                    char *errstr, size_t errstr_size)
 {
+    /*
+     * A key is letters, digits, '.', '_' and '-'. Anything else is likely a
+     * key whose '=' is missing, split at an '=' inside its value (a URI's
+     * "?sslmode="): show only the first word, the rest may be a password.
+     */
+    size_t good = strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    if (key[good] != '\0' || good == 0) {
+        size_t word = strcspn(key, " \t:");
+        snprintf(errstr, errstr_size,
+                 "'%.*s%s': not a configuration key (letters, digits, '.', '_', '-'); is its "
+                 "'=' missing?",
+                 (int)word, key, key[word] ? "..." : "");
+        return -1;
+    }
     if (spec->kafka_keys && strncmp(key, KAFKA_PREFIX, strlen(KAFKA_PREFIX)) == 0 &&
         key[strlen(KAFKA_PREFIX)] != '\0') {
         cdc_kv_list *l = (cdc_kv_list *)((char *)cfg + spec->kafka_offset);
@@ -215,6 +229,11 @@ static int load_file(const cdc_cfg_spec *spec, void *cfg, const char *path, char
             rc = -1;
             break;
         }
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(errstr, errstr_size, "%s: cannot read configuration file: %s", path,
+                 strerror(errno));
+        rc = -1;
     }
     for (size_t i = 0; i < nseen; i++)
         free(seen[i].key);
@@ -354,9 +373,11 @@ cdc_cfg_result cdc_config_parse(const cdc_cfg_spec *spec, void *cfg, int argc, c
                      (int)strcspn(kv, " \t:"), kv, kv[strcspn(kv, " \t:")] ? "..." : "");
             return CDC_CFG_ERROR;
         }
-        char *key = cdc_xstrndup(kv, (size_t)(eq - kv));
-        int rc = cdc_config_set(spec, cfg, trim(key), eq + 1, errstr, errstr_size);
+        /* Both sides trimmed, as in a file: "group.id = x" is group "x". */
+        char *key = cdc_xstrndup(kv, (size_t)(eq - kv)), *value = cdc_xstrdup(eq + 1);
+        int rc = cdc_config_set(spec, cfg, trim(key), trim(value), errstr, errstr_size);
         free(key);
+        free(value);
         if (rc != 0)
             return CDC_CFG_ERROR;
     }

@@ -26,6 +26,15 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     (void)rk;
     cdc_log_level l = level <= 2 ? CDC_LOG_ERROR : CDC_LOG_DEBUG;
+    /*
+     * A configuration warning (a SASL setting without sasl.mechanism, a
+     * deprecated property) says a kafka.* key does not do what it seems.
+     * Except "... will be ignored by this producer/consumer instance":
+     * every kafka.* key goes to each client a daemon makes, so a consumer
+     * property is expected to be ignored by its producer.
+     */
+    if (strcmp(fac, "CONFWARN") == 0 && !strstr(buf, "will be ignored by this"))
+        l = CDC_LOG_WARN;
     cdc_log(l, "librdkafka %s: %s", fac, buf);
 }
 

@@ -8,6 +8,7 @@
 
 #include "apply.h"
 #include "capture.h"
+#include "cdc/kafka.h"
 #include "cdc/log.h"
 #include "verify.h"
 
@@ -315,6 +316,54 @@ Test(config, s_without_equals_does_not_echo_the_value)
     capture_config_free(&cfg);
 }
 
+/*
+ * A key whose '=' is missing, before a value with an '=' of its own (a URI's
+ * "?sslmode="), was split there and echoed whole as an unknown key:
+ * password included. Only the first word may be shown.
+ */
+Test(config, a_key_missing_its_equals_does_not_echo_a_uri_password)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 4, "-s",
+                      "source.conninfo postgresql://u:S3cretPW@h/db?sslmode=require", "-s",
+                      "kafka.bootstrap.servers=x:1"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "source.conninfo") != NULL && strstr(err, "S3cretPW") == NULL, "%s", err);
+    capture_config_free(&cfg);
+    char path[24];
+    write_temp(path, "source.conninfo: postgresql://app:S3cretPW@db/pay?sslmode=verify-full\n");
+    cr_assert_eq(load(&cfg, err, sizeof err, 4, "-c", path, "-s", "kafka.bootstrap.servers=x:1"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "source.conninfo") != NULL && strstr(err, "S3cretPW") == NULL, "%s", err);
+    capture_config_free(&cfg);
+    unlink(path);
+}
+
+/* A directory (or a file that cannot be read) given to -c is an error, not an empty file. */
+Test(config, an_unreadable_config_file_is_an_error)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 6, "-c", "/tmp", "-s", "source.conninfo=dbname=x",
+                      "-s", "kafka.bootstrap.servers=x:1"),
+                 CDC_CFG_ERROR);
+    cr_assert(strstr(err, "/tmp: cannot read") != NULL, "%s", err);
+    capture_config_free(&cfg);
+}
+
+/* --bootstrap with bootstrap.mode=never loaded nothing without a word. */
+Test(config, bootstrap_flag_contradicts_mode_never)
+{
+    capture_config cfg;
+    char err[512];
+    cr_assert_eq(load(&cfg, err, sizeof err, 7, "-s", "source.conninfo=dbname=x", "-s",
+                      "kafka.bootstrap.servers=x:1", "-s", "bootstrap.mode=never", "--bootstrap"),
+                 CDC_CFG_ERROR);
+    cr_assert(strncmp(err, "--bootstrap", 11) == 0, "%s", err);
+    capture_config_free(&cfg);
+}
+
 /* The README's configuration reference is checked against the key table. */
 Test(config, readme_documents_every_key)
 {
@@ -414,4 +463,47 @@ Test(config, apply_errors_name_the_key)
     /* A trailing comment is not a comment: the prefix would match nothing. */
     apply_rejects("topic.prefix=cdc # prod", "topic.prefix");
     apply_rejects("dlq.topic=bad topic!", "dlq.topic");
+    /* The consumer group must be the one the positions are recorded under. */
+    apply_rejects("kafka.group.id=other", "kafka.group.id");
+}
+
+/* -s is trimmed like a file line: "group.id = payments" joins group "payments". */
+Test(config, s_values_are_trimmed_like_file_values)
+{
+    apply_config cfg;
+    char err[512];
+    char *args[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                    "-s", "group.id = payments"};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, args), CDC_CFG_OK, "%s", err);
+    cr_assert_str_eq(cfg.group_id, "payments");
+    apply_config_free(&cfg);
+}
+
+/*
+ * librdkafka's configuration warnings say a kafka.* key does not do what it
+ * seems (here: sasl.username without sasl.mechanism); they were logged at
+ * debug only. A consumer property ignored by a producer stays at debug:
+ * every kafka.* key goes to each client a daemon makes.
+ */
+Test(config, librdkafka_configuration_warnings_are_logged_as_warnings, .init = cr_redirect_stderr)
+{
+    cdc_log_set_level(CDC_LOG_INFO);
+    cdc_kv_list user = {0};
+    cdc_kv_set(&user, "bootstrap.servers", "127.0.0.1:1");
+    cdc_kv_set(&user, "sasl.username", "u");
+    cdc_kv_set(&user, "auto.offset.reset", "earliest");
+    char err[512];
+    rd_kafka_conf_t *conf = cdc_kafka_conf_new(&user, NULL, 0, err, sizeof err);
+    cr_assert_not_null(conf, "%s", err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_destroy(rk);
+    cdc_kv_free(&user);
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    cr_assert(strstr(out, "WARN") && strstr(out, "sasl.username"), "stderr: %s", out);
+    cr_assert(!strstr(out, "auto.offset.reset"), "stderr: %s", out);
 }
