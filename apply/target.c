@@ -157,9 +157,9 @@ static PGconn *open_conn(const target *t, const char *ours)
     char *options = cdc_pg_options(t->conninfo, ours);
     /* After dbname, so it wins over the conninfo's: event text is UTF-8, and
      * the server converts it to the target database's encoding. */
-    const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
-                          NULL};
-    const char *vals[] = {t->conninfo, "UTF8", options, "cdc-apply", NULL};
+    const char *keys[] = {"connect_timeout",           "dbname", "client_encoding", "options",
+                          "fallback_application_name", NULL};
+    const char *vals[] = {CDC_PG_CONNECT_TIMEOUT, t->conninfo, "UTF8", options, "cdc-apply", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     free(options);
     return c;

@@ -287,9 +287,14 @@ static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t er
                                    "-c row_security=off -c statement_timeout=0 -c lock_timeout=0 "
                                    "-c idle_in_transaction_session_timeout=0");
     /* client_encoding after dbname: COPY sends UTF-8 whatever the conninfo says. */
-    const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
+    const char *keys[] = {"connect_timeout",           "dbname", "client_encoding", "options",
+                          "fallback_application_name", NULL};
+    const char *vals[] = {CDC_PG_CONNECT_TIMEOUT,
+                          cfg->source_conninfo,
+                          "UTF8",
+                          options,
+                          "cdc-capture bootstrap",
                           NULL};
-    const char *vals[] = {cfg->source_conninfo, "UTF8", options, "cdc-capture bootstrap", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     free(options);
     if (PQstatus(c) != CONNECTION_OK) {

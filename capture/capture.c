@@ -99,8 +99,10 @@ static PGconn *connect_pg(const capture_config *cfg, bool replication, char *err
                           size_t errstr_size)
 {
     char *options = cdc_pg_options(cfg->source_conninfo, SESSION_OPTIONS);
-    const char *keys[6], *vals[6];
+    const char *keys[7], *vals[7];
     int k = 0;
+    /* Before dbname, so the conninfo's own value wins. */
+    keys[k] = "connect_timeout", vals[k++] = CDC_PG_CONNECT_TIMEOUT;
     keys[k] = "dbname", vals[k++] = cfg->source_conninfo;
     /* After dbname, so it wins over the conninfo's: events carry UTF-8, and
      * pgoutput and COPY convert text to the client encoding. */

@@ -91,6 +91,13 @@ int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errst
                               size_t errstr_size);
 
 /*
+ * libpq's connect_timeout when the conninfo sets none (seconds): without one,
+ * a server or pooler that accepts the connection and never answers holds a
+ * daemon in PQconnectdb for ever, deaf to SIGTERM.
+ */
+#define CDC_PG_CONNECT_TIMEOUT "10"
+
+/*
  * The libpq "options" for a connection made from `conninfo`: the user's own
  * (from conninfo) followed by `ours`, which win where they overlap. A new
  * string, to free.

@@ -135,6 +135,13 @@ const char *th_pg_conninfo(const th_pg *pg, const char *dbname, char *buf, size_
 /* The server-side name of the test database `name` (prefixed on CDC_TEST_PG). */
 const char *th_pg_dbname(const th_pg *pg, const char *name, char *buf, size_t size);
 /* Connect to `dbname`; asserts on failure. The caller PQfinish()es it. */
+/*
+ * A TCP port on 127.0.0.1 that accepts connections (the kernel's backlog)
+ * and never answers, like a hung server or pooler. Returns the socket (close
+ * it when done); the port goes to *port.
+ */
+int th_silent_listener(int *port);
+
 PGconn *th_pg_connect(const th_pg *pg, const char *dbname);
 /* CREATE DATABASE `name` (quoted as an identifier); asserts on failure. */
 void th_pg_createdb(const th_pg *pg, const char *name);

@@ -213,6 +213,41 @@ Test(faults, sigterm_exits_zero_and_confirms_what_kafka_has)
     assert_all_ids(1000);
 }
 
+/*
+ * A server (or pooler) that accepts the connection and never answers held
+ * both daemons in libpq's connect for ever, deaf to SIGTERM: without a
+ * connect_timeout of their own, none was set. They now give up after 10 s,
+ * say so, retry, and stop on SIGTERM.
+ */
+Test(faults, a_server_that_never_answers_times_out_and_sigterm_still_stops)
+{
+    int port, fd = th_silent_listener(&port);
+    char ci[256], ti[256];
+    snprintf(ci, sizeof ci, "source.conninfo=host=127.0.0.1 port=%d dbname=src sslmode=disable",
+             port);
+    snprintf(ti, sizeof ti, "target.conninfo=host=127.0.0.1 port=%d dbname=dst sslmode=disable",
+             port);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){ci, NULL});
+    th_proc app = {0};
+    th_apply_start(&app, &pg, "src", broker.bootstrap, "apply.log",
+                   (const char *const[]){ti, NULL});
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/capture.log", th_test_dir());
+    cr_assert(th_wait_log(path, "timeout expired", 30000), "cdc-capture never gave up");
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(th_wait_log(path, "timeout expired", 30000), "cdc-apply never gave up");
+    th_proc *procs[] = {&cap, &app};
+    for (int i = 0; i < 2; i++) {
+        th_proc_kill(procs[i], SIGTERM);
+        int status;
+        cr_assert_eq(th_proc_wait(procs[i], 15000, &status), 0, "%s: no exit after SIGTERM",
+                     procs[i]->logfile);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    }
+    close(fd);
+}
+
 Test(faults, idle_published_table_does_not_pin_wal)
 {
     th_sql(db, "CREATE TABLE other (id int, pad text)");

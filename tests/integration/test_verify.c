@@ -329,6 +329,16 @@ Test(verify, errors_exit_two)
     cr_assert_null(strstr(out, "hunter2"), "the password was printed:\n%s", out);
     free(out);
 
+    /* A server that accepts and never answers: cdc-verify gives up (it waited for ever). */
+    int port, fd = th_silent_listener(&port);
+    char ci[128];
+    snprintf(ci, sizeof ci, "target.conninfo=host=127.0.0.1 port=%d sslmode=disable", port);
+    rc = run_verify("verify3.log", (const char *const[]){ci, NULL}, &out);
+    close(fd);
+    cr_assert_eq(rc, 2, "%s", out);
+    assert_line(out, "timeout expired");
+    free(out);
+
     rc = run_verify("verify3.log", (const char *const[]){"ranges=-1", NULL}, &out);
     cr_assert_eq(rc, 2, "%s", out);
     assert_line(out, "ranges");
