@@ -38,7 +38,7 @@ struct target {
     cdc_buf sql;
     cdc_buf copy;
     char **merge_only; /* tables where a direct COPY met an existing key */
-    bool stage_dirty;  /* the last batch went through a stage */
+    bool stage_dirty;  /* the last target_apply_batch call filled its table's stage */
     size_t nmerge_only;
     char **direct_ok; /* tables with a unique index on the key: COPY may be tried */
     size_t ndirect_ok;
@@ -948,6 +948,8 @@ out:
 target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
                                  size_t errstr_size)
 {
+    /* Only this call's own stage may be cleared after it (target_clear_stage). */
+    t->stage_dirty = false;
     if (batch_count(b) == 0)
         return TARGET_OK;
     if (batch_keyless(b))
@@ -1015,8 +1017,10 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
 target_status target_clear_stage(target *t, const cdc_table_schema *s, char *errstr,
                                  size_t errstr_size)
 {
+    /* Keyless tables and direct COPYs use no stage, and a stage made in a
+     * savepoint that was rolled back no longer exists. */
     if (s->nkey == 0 || !t->stage_dirty)
-        return TARGET_OK; /* keyless tables and direct COPYs use no stage */
+        return TARGET_OK;
     t->stage_dirty = false;
     char stage[40];
     stage_name(s, stage);

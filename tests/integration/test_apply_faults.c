@@ -522,6 +522,48 @@ Test(apply_faults, a_replayed_one_by_one_pass_dead_letters_once)
 }
 
 /*
+ * The event-by-event pass emptied the stage after each event whenever any
+ * earlier batch of the writer had used one: after an event that went
+ * straight into its table (a direct COPY), that TRUNCATE met a stage this
+ * session never made, and the good row went to the DLQ as rejected (42P01),
+ * lost from the target.
+ */
+Test(apply_faults, a_good_row_of_an_event_by_event_pass_is_applied_not_dead_lettered)
+{
+    letters_in_one_partition();
+    th_sql(src, "CREATE TABLE acc (id int PRIMARY KEY, bal int);"
+                "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 20) g;"
+                "INSERT INTO letters SELECT g, g FROM generate_series(1, 20) g");
+    start_apply(&app, "apply.log",
+                (const char *const[]){"errors.tolerance=all", "target.connections=1", NULL});
+    const char *const both[] = {"acc", "letters", NULL};
+    th_assert_converge_alive(&pg, "src", "dst", both, CONVERGE_MS, &app);
+    th_sql(src, "UPDATE acc SET bal = bal + 1"); /* a staged batch on the only writer */
+    th_assert_converge_alive(&pg, "src", "dst", both, CONVERGE_MS, &app);
+    th_sql(dst, "ALTER TABLE letters ADD CONSTRAINT small CHECK (amount < 1000)");
+    th_sql(src,
+           "BEGIN; INSERT INTO letters VALUES (21, 21); INSERT INTO letters VALUES (22, 5000); "
+           "COMMIT");
+    char dlq[256];
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    th_hmsgs *d = th_consume_headers(broker.bootstrap, dlq, 1, 30000);
+    cr_assert_geq(d->n, 1, "no dead letter for the rejected row");
+    th_hmsgs_free(d);
+    d = th_consume_headers(broker.bootstrap, dlq, 0, 5000);
+    for (size_t i = 0; i < d->n; i++)
+        cr_assert(strstr(th_hdr(&d->v[i], "cdc.error"), "small") != NULL,
+                  "a dead letter that is not the rejected row: offset %s: %s",
+                  th_hdr(&d->v[i], "cdc.offset"), th_hdr(&d->v[i], "cdc.error"));
+    cr_assert_eq(d->n, 1, "%zu dead letters for one rejected row", d->n);
+    th_hmsgs_free(d);
+    char diff[4096];
+    cr_assert(th_wait_same_rows(&pg, "src", "(SELECT * FROM letters WHERE id <> 22)", "dst",
+                                "letters", CONVERGE_MS, diff, sizeof diff),
+              "the good row of the pass is missing:\n%s", diff);
+    stop_clean(&app, "cdc-apply");
+}
+
+/*
  * The dead-letter topic unavailable when a pass is through: the pass is
  * rolled back and read again once Kafka is back, and the letter arrives
  * once. A trigger holds the pass (pg_sleep) while the broker goes down.
