@@ -17,8 +17,13 @@
 #include "cdc/log.h"
 #include "sqlgen.h"
 
+/*
+ * No timeouts: a catch-up merge or a truncate may take long, and a statement
+ * cancelled by a timeout would be retried as the same batch for ever.
+ */
 #define SESSION_OPTIONS                                                                            \
-    "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c lc_monetary=C"
+    "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c lc_monetary=C "                 \
+    "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0"
 #define COPY_CHUNK (256 * 1024)
 
 typedef struct known_schema {
@@ -102,7 +107,15 @@ static void one_line(char *s)
         s[n - 1] = '\0';
 }
 
-/* Classify a failed result; fills errstr with Postgres' message. */
+/*
+ * Classify a failed result; fills errstr with Postgres' message. Only an
+ * error about the row itself (a constraint, a type) rejects it; an error
+ * about the target (connection, shutdown, serialization, lock, disk full or
+ * out of memory (53), I/O (58), internal (XX), read-only (25006, a standby
+ * after a failover), privilege (42501)) is retried until the target is well
+ * again: treated as rejections, a disk full or a revoked grant would have
+ * dead-lettered every event with errors.tolerance=all.
+ */
 static target_status failed(target *t, PGresult *res, char *errstr, size_t errstr_size)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -111,9 +124,14 @@ static target_status failed(target *t, PGresult *res, char *errstr, size_t errst
     one_line(errstr);
     if (PQstatus(t->conn) != CONNECTION_OK || !state)
         return TARGET_RETRY;
-    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0)
-        return TARGET_RETRY;
+    static const char *const classes[] = {"08", "57", "53", "58", "XX"};
+    for (size_t i = 0; i < sizeof classes / sizeof *classes; i++)
+        if (strncmp(state, classes[i], 2) == 0)
+            return TARGET_RETRY;
+    static const char *const states[] = {"40001", "40P01", "55P03", "25006", "42501"};
+    for (size_t i = 0; i < sizeof states / sizeof *states; i++)
+        if (strcmp(state, states[i]) == 0)
+            return TARGET_RETRY;
     return TARGET_REJECT;
 }
 
@@ -176,6 +194,12 @@ target_status target_connect(target *t, char *errstr, size_t errstr_size)
         return TARGET_RETRY;
     }
     PQsetNoticeProcessor(t->conn, quiet, NULL);
+    /* PostgreSQL 17's transaction_timeout, unknown before 17 (see SESSION_OPTIONS). */
+    if (PQserverVersion(t->conn) >= 170000 &&
+        run(t, "SET transaction_timeout = 0", errstr, errstr_size) != TARGET_OK) {
+        target_disconnect(t);
+        return TARGET_RETRY;
+    }
     cdc_buf *b = &t->sql;
     cdc_buf_reset(b);
     cdc_buf_printf(b,

@@ -564,6 +564,40 @@ Test(apply_faults, a_good_row_of_an_event_by_event_pass_is_applied_not_dead_lett
 }
 
 /*
+ * An error about the target, not the row (here a disk full, 53100, raised by
+ * a trigger; also out of memory, I/O, internal, read-only, privilege) is
+ * waited out and retried: taken for rejected rows, it dead-lettered every
+ * event with errors.tolerance=all, and the target lost them all.
+ */
+Test(apply_faults, a_full_disk_on_the_target_is_retried_not_dead_lettered)
+{
+    letters_in_one_partition();
+    th_sql(src, "INSERT INTO letters VALUES (1, 1)");
+    start_apply(&app, "apply.log", (const char *const[]){"errors.tolerance=all", NULL});
+    const char *const letters[] = {"letters", NULL};
+    th_assert_converge_alive(&pg, "src", "dst", letters, CONVERGE_MS, &app);
+    th_sql(dst, "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'could not extend file: No space left on device' "
+                "USING ERRCODE = '53100'; END $$;"
+                "CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON letters "
+                "FOR EACH ROW EXECUTE FUNCTION full_disk()");
+    th_sql(src, "INSERT INTO letters SELECT g, g FROM generate_series(2, 10) g");
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    cr_assert(th_wait_log(path, "No space left on device", 30000),
+              "the target's error is not logged");
+    sleep(3);                                         /* a few retries */
+    th_sql(dst, "DROP TRIGGER full_disk ON letters"); /* space freed */
+    th_assert_converge_alive(&pg, "src", "dst", letters, CONVERGE_MS, &app);
+    char dlq[256];
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    th_hmsgs *d = th_consume_headers(broker.bootstrap, dlq, 0, 3000);
+    cr_assert_eq(d->n, 0, "%zu events dead-lettered for a full disk", d->n);
+    th_hmsgs_free(d);
+    stop_clean(&app, "cdc-apply");
+}
+
+/*
  * The dead-letter topic unavailable when a pass is through: the pass is
  * rolled back and read again once Kafka is back, and the letter arrives
  * once. A trigger holds the pass (pg_sleep) while the broker goes down.
