@@ -605,6 +605,43 @@ static target_status sync_enum_labels(target *t, const cdc_table_schema *s, char
     return r;
 }
 
+/*
+ * A column dropped or renamed at the source (absent from its events) or
+ * made nullable there now arrives as NULL: a NOT NULL the target took from
+ * an older version would reject every later insert and full-row update of
+ * the table. With auto.evolve it is dropped from the target column (the
+ * primary key's and columns with a default excepted: those never take a
+ * NULL from cdc-apply). `cols` is target_prepare_table's column query.
+ */
+static target_status relax_not_null(target *t, const cdc_table_schema *s, PGresult *cols,
+                                    const char *qname, char *errstr, size_t errstr_size)
+{
+    if (!t->auto_evolve)
+        return TARGET_OK;
+    for (int row = 0; row < PQntuples(cols); row++) {
+        const char *col = PQgetvalue(cols, row, 0);
+        const cdc_field *f = NULL;
+        for (int i = 0; i < s->nfields && !f; i++)
+            if (strcmp(s->fields[i].pg_name, col) == 0)
+                f = &s->fields[i];
+        bool relax = PQgetvalue(cols, row, 2)[0] == 't' &&
+                     (f ? f->nullable : PQgetvalue(cols, row, 3)[0] != 't');
+        if (!relax)
+            continue;
+        cdc_buf *sql = &t->sql;
+        cdc_buf_reset(sql);
+        cdc_buf_printf(sql, "ALTER TABLE %s ALTER COLUMN ", qname);
+        sql_ident(sql, col);
+        cdc_buf_puts(sql, " DROP NOT NULL");
+        target_status r = run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+        if (r != TARGET_OK)
+            return r;
+        cdc_info("%s.%s: dropped NOT NULL (the column is %s at the source)", qname, col,
+                 f ? "nullable" : "no longer");
+    }
+    return TARGET_OK;
+}
+
 target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
                                    size_t errstr_size)
 {
@@ -625,7 +662,11 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
     r = run_params(t,
                    "SELECT a.attname, CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace "
                    "THEN pg_catalog.format_type(bt.oid, CASE WHEN t.typtype = 'd' "
-                   "THEN t.typtypmod ELSE a.atttypmod END) END "
+                   "THEN t.typtypmod ELSE a.atttypmod END) END, "
+                   /* A NOT NULL that is not the primary key's, and a default. */
+                   "a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+                   "WHERE i.indrelid = a.attrelid AND i.indisprimary "
+                   "AND a.attnum = ANY (i.indkey)), a.atthasdef "
                    "FROM pg_catalog.pg_attribute a "
                    "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                    "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "
@@ -723,6 +764,8 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
                 goto done;
             cdc_info("added column %s to %s", s->fields[i].pg_name, cdc_buf_cstr(&qname));
         }
+        if ((r = relax_not_null(t, s, res, cdc_buf_cstr(&qname), errstr, errstr_size)) != TARGET_OK)
+            goto done;
     }
     mark_ready(t, s);
     r = TARGET_OK;
