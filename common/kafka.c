@@ -31,9 +31,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
      * deprecated property) says a kafka.* key does not do what it seems.
      * Except "... will be ignored by this producer/consumer instance":
      * every kafka.* key goes to each client a daemon makes, so a consumer
-     * property is expected to be ignored by its producer.
+     * property is expected to be ignored by its producer; and "... is
+     * experimental", which cdc-capture's own enable.gapless.guarantee meets.
      */
-    if (strcmp(fac, "CONFWARN") == 0 && !strstr(buf, "will be ignored by this"))
+    if (strcmp(fac, "CONFWARN") == 0 && !strstr(buf, "will be ignored by this") &&
+        !strstr(buf, "is experimental"))
         l = CDC_LOG_WARN;
     cdc_log(l, "librdkafka %s: %s", fac, buf);
 }
