@@ -135,6 +135,7 @@ typedef struct applier {
     /* Counters for the periodic progress line. */
     int64_t stat_since;
     uint64_t stat_events, stat_batches, total_events;
+    size_t bytes; /* key and value bytes of msgs[] (batch.max.bytes) */
     int64_t stat_db_ms;
     int64_t starved_ms; /* the batch being built waited for events */
     int64_t last_busy;  /* ms the last flight's slowest writer took */
@@ -253,12 +254,20 @@ static void destroy_msgs(rd_kafka_message_t **msgs, size_t n)
         rd_kafka_message_destroy(msgs[i]);
 }
 
+/* The batch holds on to m (its offset, and its bytes until the batch is written). */
+static void keep_msg(applier *a, rd_kafka_message_t *m)
+{
+    a->msgs[a->nmsgs++] = m;
+    a->bytes += m->len + m->key_len;
+}
+
 static void drop_batch(applier *a)
 {
     destroy_tables(a->tables, a->ntables);
     a->ntables = 0;
     destroy_msgs(a->msgs, a->nmsgs);
     a->nmsgs = 0;
+    a->bytes = 0;
     a->events = 0;
     for (size_t i = 0; i < a->nparts; i++) {
         a->parts[i].pending = false;
@@ -1058,6 +1067,7 @@ static bool flush_batch(applier *a)
     f->nmsgs = a->nmsgs;
     a->msgs = msgs;
     a->nmsgs = 0;
+    a->bytes = 0;
     cdc_debug("writing %zu events (waited %lld ms for messages, %lld ms for the previous batch, "
               "which was written in %lld ms)",
               a->events, (long long)a->starved_ms, (long long)waited, (long long)a->last_busy);
@@ -1337,7 +1347,7 @@ static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char 
         rd_kafka_message_destroy(m);
         return true;
     }
-    a->msgs[a->nmsgs++] = m;
+    keep_msg(a, m);
     cdc_warn("cannot decode %s [%d] offset %lld: %s", p->topic, p->partition, (long long)m->offset,
              why);
     return apply_one_by_one(a);
@@ -1396,7 +1406,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     }
     if (!m->payload) { /* tombstone: nothing to apply */
         p->next.next_offset = m->offset + 1;
-        a->msgs[a->nmsgs++] = m;
+        keep_msg(a, m);
         return true;
     }
     char derr[1024];
@@ -1411,7 +1421,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
         return poison(a, m, p, derr);
     if (is_repeat(&a->ev, &p->next)) {
         p->next.next_offset = m->offset + 1; /* repeat from a capture restart */
-        a->msgs[a->nmsgs++] = m;
+        keep_msg(a, m);
         return true;
     }
     if (a->ev.op == 't') {
@@ -1449,7 +1459,7 @@ static bool process(applier *a, rd_kafka_message_t *m)
     p->next.next_offset = m->offset + 1;
     p->next.commit_lsn = a->ev.commit_lsn;
     p->next.ordinal = a->ev.ordinal;
-    a->msgs[a->nmsgs++] = m;
+    keep_msg(a, m);
     a->events++;
     p->events++;
     return true;
@@ -1584,8 +1594,8 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
             continue;
         int64_t deadline = 0;
         unsigned since_clock = 0;
-        while (!*stop && a.nmsgs < (size_t)cfg->batch_max_events && !a.need_resync &&
-               !a.exit_status) {
+        while (!*stop && a.nmsgs < (size_t)cfg->batch_max_events &&
+               a.bytes < (size_t)cfg->batch_max_bytes && !a.need_resync && !a.exit_status) {
             /*
              * A catch-up finds messages waiting: take them without a timeout
              * (librdkafka then skips its clock reads) and look at the clock

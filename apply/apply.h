@@ -15,6 +15,7 @@ typedef struct apply_config {
     char *topic_prefix;
     char *group_id;
     int batch_max_events;
+    int batch_max_bytes;
     int batch_max_ms;
     int target_connections;
     int stats_interval_ms;

@@ -19,6 +19,9 @@ static const cdc_cfg_key apply_keys[] = {
      "Kafka consumer group; processes of one group share the partitions"},
     {"batch.max.events", CDC_CFG_INT, K(batch_max_events), false, "50000", 1, 1000000, NULL,
      "most events applied in one target transaction"},
+    {"batch.max.bytes", CDC_CFG_INT, K(batch_max_bytes), false, "67108864", 1024, 1073741824, NULL,
+     "most bytes of Kafka messages (keys and values) in one batch; with batch.max.events, "
+     "this bounds memory when rows are large"},
     {"batch.max.ms", CDC_CFG_INT, K(batch_max_ms), false, "500", 1, 600000, NULL,
      "longest time a batch collects events while the previous one is being written; "
      "when the writers are free, what has arrived is applied at once"},

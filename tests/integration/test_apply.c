@@ -708,6 +708,42 @@ Test(apply, a_not_null_column_dropped_or_relaxed_at_the_source_does_not_reject_r
     stop_clean(&app, "cdc-apply");
 }
 
+/*
+ * batch.max.bytes ends a batch by the size of its messages: with large rows
+ * the event count alone (50,000 by default) let one batch hold gigabytes.
+ * 30 rows of 100 kB with a 300 kB limit: no batch may hold more than 3.
+ */
+Test(apply, batch_max_bytes_bounds_a_batch_of_large_rows)
+{
+    th_sql(src, "CREATE TABLE blobs (id int PRIMARY KEY, body text)");
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(src, "INSERT INTO blobs SELECT g, repeat(md5(g::text), 3125) "
+                "FROM generate_series(1, 30) g");
+    cr_assert(th_wait_slot(src, "cdc", th_wal_lsn(src), 60000), "capture did not catch up");
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log",
+                   (const char *const[]){"batch.max.bytes=300000", "log.level=debug", NULL});
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"blobs", NULL}, CONVERGE_MS,
+                             &app);
+    char path[TH_PATH_MAX];
+    snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    int batches = 0, largest = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *w = strstr(line, "writing ");
+        int n;
+        if (w && sscanf(w, "writing %d events", &n) == 1) {
+            batches++;
+            largest = n > largest ? n : largest;
+        }
+    }
+    fclose(f);
+    cr_assert_geq(batches, 10, "%d batches for 30 rows of 100 kB", batches);
+    cr_assert_leq(largest, 3, "a batch of %d rows of 100 kB, over 300 kB", largest);
+    stop_clean(&app, "cdc-apply");
+}
+
 Test(apply, enum_labels_added_at_the_source_reach_the_target)
 {
     th_sql(src, "CREATE TYPE st8 AS ENUM ('new', 'paid');"
