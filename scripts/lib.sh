@@ -93,7 +93,9 @@ devbroker_start() {
     local bin=$1 log=$2 fifo
     fifo=$(mktemp -u)
     mkfifo "$fifo"
-    "$bin" <"$fifo" >"$log.out" 2>"$log" &
+    # A session of its own: a Ctrl-C on the terminal must not stop the broker
+    # before the daemons have handed it their last events (cleanup stops it).
+    setsid "$bin" <"$fifo" >"$log.out" 2>"$log" &
     DEVBROKER_PID=$!
     exec 9>"$fifo"
     rm -f "$fifo"
