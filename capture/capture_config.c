@@ -110,6 +110,19 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
             return CDC_CFG_ERROR;
         }
     }
+    /* Idempotence needs every in-sync replica's acknowledgement (librdkafka
+     * would refuse to start the producer; this says why, as exit 2). */
+    static const char *const acks[] = {"acks", "request.required.acks"};
+    for (size_t i = 0; i < sizeof acks / sizeof *acks; i++) {
+        const char *v = cdc_kv_get(&cfg->kafka, acks[i]);
+        if (v && strcasecmp(v, "all") != 0 && strcmp(v, "-1") != 0) {
+            snprintf(errstr, errstr_size,
+                     "kafka.%s: must stay all (the idempotent producer needs every in-sync "
+                     "replica's acknowledgement)",
+                     acks[i]);
+            return CDC_CFG_ERROR;
+        }
+    }
     /*
      * A delivery timeout is outside the gapless guarantee: later events of
      * the partition may be written while the timed-out one is not; sent

@@ -280,10 +280,14 @@ Test(config, set_twice_is_an_error)
  */
 Test(config, idempotence_gapless_and_no_timeout_cannot_be_turned_off)
 {
-    const char *const keys[] = {
-        "kafka.enable.idempotence=false",       "kafka.enable.idempotence=0",
-        "kafka.enable.gapless.guarantee=false", "kafka.message.timeout.ms=5000",
-        "kafka.delivery.timeout.ms=300000",     "kafka.message.timeout.ms=0x"};
+    const char *const keys[] = {"kafka.enable.idempotence=false",
+                                "kafka.enable.idempotence=0",
+                                "kafka.enable.gapless.guarantee=false",
+                                "kafka.message.timeout.ms=5000",
+                                "kafka.delivery.timeout.ms=300000",
+                                "kafka.message.timeout.ms=0x",
+                                "kafka.acks=1",
+                                "kafka.request.required.acks=0"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         capture_config cfg;
         char err[512];
