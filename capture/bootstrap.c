@@ -20,6 +20,9 @@
 #include "cdc/log.h"
 #include "cdc/lsn.h"
 
+/* Longest wait for a table's first lock: a statement holding it may wait in
+ * turn for a table the load holds. */
+#define LOCK_WAIT_S 30
 #define CHUNK_PAGES 4096 /* 32 MB of heap per task for large tables */
 #define PROGRESS_MS 5000
 
@@ -208,6 +211,7 @@ typedef struct table_info {
     pgo_relcol *cols;
     char **colnames;
     relation *r;
+    bool locked; /* a worker holds its lock (lock_table) */
 } table_info;
 
 typedef struct task {
@@ -441,68 +445,120 @@ static boot_status load_catalog(loader *L, PGconn *c)
 }
 
 /*
- * Lock every table of the load (ACCESS SHARE, until the load ends, as each
- * COPY would hold it anyway), then check that none was rewritten between
- * the consistent point and the lock. ALTER TABLE ... TYPE, TRUNCATE and the
- * other rewriting commands are not MVCC-safe: the snapshot would read such a
- * table as empty, and the stream has no rows for it either. Once locked, a
- * table cannot be rewritten before the load ends. A relfilenode that differs
- * between the snapshot's pg_class and the current one (pg_relation_filenode()
- * reads the catalog as of now) gives the rewrite away.
+ * Take the table's ACCESS SHARE lock before its first COPY (the COPY would
+ * take it anyway; it is held until the load ends), and check that the
+ * table was not rewritten between the consistent point and that lock.
+ *
+ * A table-rewriting ALTER TABLE (a column's type, a column added with a
+ * volatile default) writes every row again under its own xid: the snapshot
+ * would read the table as empty, and the stream carries no rows for it. A
+ * relfilenode that differs between the snapshot's pg_class and the current
+ * one (pg_relation_filenode() reads the catalog as of now) shows that the
+ * file changed; the columns then tell a rewriting ALTER (they changed:
+ * start over) from a TRUNCATE (its truncate is in the stream), VACUUM FULL,
+ * CLUSTER or SET TABLESPACE (these keep the rows the snapshot sees): the
+ * columns as of now are those of a query's result description, compared
+ * with the snapshot's pg_attribute.
+ *
+ * Later COPYs of the table (block ranges, on other workers too) lock it
+ * with NOWAIT: a DDL statement queued behind the first lock would otherwise
+ * queue them too, and wait for a load that waits for them. The load then
+ * starts over, letting the DDL run.
  */
-static boot_status lock_tables(loader *L, PGconn *c)
+static int lock_table(loader *L, worker *w, table_info *t, const char *qname)
 {
-    if (L->ntables == 0)
-        return BOOT_OK;
-    cdc_buf sql, oids;
+    cdc_buf sql;
     cdc_buf_init(&sql);
-    cdc_buf_init(&oids);
-    cdc_buf_puts(&sql, "LOCK TABLE ");
-    cdc_buf_puts(&oids, "{");
-    for (int i = 0; i < L->ntables; i++) {
-        const table_info *t = &L->tables[i];
-        char *nsp = PQescapeIdentifier(c, t->nsp, strlen(t->nsp));
-        char *rel = PQescapeIdentifier(c, t->rel, strlen(t->rel));
-        cdc_buf_printf(&sql, "%s%s.%s", i ? ", " : "", nsp ? nsp : "?", rel ? rel : "?");
-        cdc_buf_printf(&oids, "%s%u", i ? "," : "", t->relid);
-        PQfreemem(nsp);
-        PQfreemem(rel);
-    }
-    cdc_buf_puts(&sql, " IN ACCESS SHARE MODE");
-    cdc_buf_puts(&oids, "}");
-    boot_status bs = BOOT_OK;
-    if (exec_ok(c, cdc_buf_cstr(&sql), L->err, L->errsz) != 0) {
-        bs = BOOT_RETRY;
-        goto out;
-    }
-    const char *p[1] = {cdc_buf_cstr(&oids)};
-    PGresult *res = PQexecParams(
-        c,
-        "SELECT n.nspname, c.relname "
-        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'r' AND (c.oid = ANY ($1::oid[]) OR c.oid IN "
-        "  (SELECT p.relid FROM pg_catalog.unnest($1::oid[]) AS r(oid), "
-        "   pg_catalog.pg_partition_tree(r.oid) AS p)) "
-        "  AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid) "
-        "ORDER BY 1, 2 LIMIT 1",
-        1, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(L->err, L->errsz, "checking the tables to load: %s", PQresultErrorMessage(res));
+    if (t->locked)
+        cdc_buf_printf(&sql, "LOCK TABLE %s IN ACCESS SHARE MODE NOWAIT", qname);
+    else
+        cdc_buf_printf(&sql,
+                       "SET lock_timeout = '%d s'; LOCK TABLE %s IN ACCESS SHARE MODE; "
+                       "SET lock_timeout = 0",
+                       LOCK_WAIT_S, qname);
+    PGresult *res = PQexec(w->conn, cdc_buf_cstr(&sql));
+    cdc_buf_free(&sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (t->locked && state && strcmp(state, "55P03") == 0)
+            snprintf(L->err, L->errsz,
+                     "a statement waits for a lock on %s.%s, which the load holds (ALTER TABLE, "
+                     "TRUNCATE, ...); starting the load over so that it can run",
+                     t->nsp, t->rel);
+        else if (state && strcmp(state, "55P03") == 0)
+            snprintf(L->err, L->errsz,
+                     "%s.%s stayed locked by another session (ALTER TABLE, TRUNCATE, ...) for "
+                     "%d s; starting the load over rather than wait behind it with the other "
+                     "tables' locks held",
+                     t->nsp, t->rel, LOCK_WAIT_S);
+        else
+            snprintf(L->err, L->errsz, "locking %s.%s: %s", t->nsp, t->rel,
+                     PQresultErrorMessage(res));
         one_line(L->err);
-        bs = BOOT_RETRY;
-    } else if (PQntuples(res) > 0) {
-        snprintf(L->err, L->errsz,
-                 "table %s.%s was rewritten (ALTER TABLE, TRUNCATE, ...) after the load's "
-                 "snapshot was taken, so the snapshot cannot read its rows; starting the load "
-                 "over",
-                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-        bs = BOOT_RETRY;
+        PQclear(res);
+        return -1;
     }
     PQclear(res);
-out:
+    if (t->locked)
+        return 0;
+    t->locked = true;
+
+    char relid[16];
+    snprintf(relid, sizeof relid, "%u", t->relid);
+    const char *p[1] = {relid};
+    res = PQexecParams(w->conn,
+                       "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relkind = 'r' "
+                       "AND (c.oid = $1::oid OR c.oid IN "
+                       "  (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid))) "
+                       "AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)",
+                       1, NULL, p, NULL, NULL, 0);
+    bool moved = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    if (!ok || !moved) {
+        if (!ok)
+            snprintf(L->err, L->errsz, "checking %s.%s: %s", t->nsp, t->rel,
+                     PQerrorMessage(w->conn));
+        return ok ? 0 : -1;
+    }
+    /* The file changed: did the columns? */
+    PGresult *then =
+        PQexecParams(w->conn,
+                     "SELECT attname, atttypid, atttypmod FROM pg_catalog.pg_attribute "
+                     "WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped "
+                     "ORDER BY attnum",
+                     1, NULL, p, NULL, NULL, 0);
+    cdc_buf_init(&sql);
+    cdc_buf_printf(&sql, "SELECT * FROM %s LIMIT 0", qname);
+    PGresult *now = PQexec(w->conn, cdc_buf_cstr(&sql));
     cdc_buf_free(&sql);
-    cdc_buf_free(&oids);
-    return bs;
+    int rc = 0;
+    if (PQresultStatus(then) != PGRES_TUPLES_OK || PQresultStatus(now) != PGRES_TUPLES_OK) {
+        snprintf(L->err, L->errsz, "checking %s.%s: %s", t->nsp, t->rel, PQerrorMessage(w->conn));
+        rc = -1;
+    } else {
+        bool same = PQntuples(then) == PQnfields(now);
+        for (int i = 0; same && i < PQntuples(then); i++)
+            same = strcmp(PQgetvalue(then, i, 0), PQfname(now, i)) == 0 &&
+                   strtoul(PQgetvalue(then, i, 1), NULL, 10) == PQftype(now, i) &&
+                   strtol(PQgetvalue(then, i, 2), NULL, 10) == PQfmod(now, i);
+        if (!same) {
+            snprintf(L->err, L->errsz,
+                     "table %s.%s was rewritten by an ALTER TABLE after the load's snapshot "
+                     "was taken, so the snapshot cannot read its rows; starting the load over",
+                     t->nsp, t->rel);
+            rc = -1;
+        } else {
+            cdc_info("%s.%s: its file changed after the load's snapshot (TRUNCATE, VACUUM FULL, "
+                     "CLUSTER, SET TABLESPACE): the snapshot still reads it, and a truncate "
+                     "follows in the stream",
+                     t->nsp, t->rel);
+        }
+    }
+    one_line(L->err);
+    PQclear(then);
+    PQclear(now);
+    return rc;
 }
 
 static void plan_tasks(loader *L)
@@ -552,6 +608,14 @@ static int start_task(loader *L, worker *w)
     char *rel = PQescapeIdentifier(w->conn, t->rel, strlen(t->rel));
     cdc_buf sql;
     cdc_buf_init(&sql);
+    cdc_buf_printf(&sql, "%s.%s", nsp, rel);
+    if (lock_table(L, w, t, cdc_buf_cstr(&sql)) != 0) {
+        PQfreemem(nsp);
+        PQfreemem(rel);
+        cdc_buf_free(&sql);
+        return -1;
+    }
+    cdc_buf_reset(&sql);
     cdc_buf_printf(&sql, "COPY (SELECT %s FROM %s%s.%s", t->columns, t->partitioned ? "" : "ONLY ",
                    nsp, rel);
     const char *and = " WHERE ";
@@ -791,8 +855,6 @@ boot_status bootstrap_load(bootstrap_env *env, uint64_t *consistent_point, int64
 
     /* 3. What to load, as of the snapshot. */
     bs = load_catalog(&L, L.workers[0].conn);
-    if (bs == BOOT_OK)
-        bs = lock_tables(&L, L.workers[0].conn);
     if (bs != BOOT_OK)
         goto done;
     int maxcols = 1;

@@ -1145,17 +1145,15 @@ Test(bootstrap, include_columns_are_not_part_of_the_key)
 }
 
 /*
- * A table rewritten (ALTER TABLE ... TYPE) after the consistent point but
- * before the load locked it: the rewrite's new file holds the rows under the
- * rewrite's own xid, so the snapshot would read the table as empty, and the
- * stream carries no rows for it either. The load must notice and start over.
- *
- * The window is held open by post_auth_delay: each of cdc-capture's
- * connections waits 2 s after logging in, so the load's workers (connected
- * one after the other once the slot exists) read nothing for 4 s after
- * "created replication slot" is logged; the test rewrites b meanwhile.
+ * DDL on table b between the slot's consistent point and the load's first
+ * read of b. The window is held open by post_auth_delay: each of
+ * cdc-capture's connections waits 2 s after logging in, so the load's
+ * workers (connected one after the other once the slot exists) read
+ * nothing for 4 s after "created replication slot" is logged; `ddl` runs
+ * meanwhile (one statement after the other). Returns once the load has handed over to the stream
+ * and the target has converged.
  */
-Test(bootstrap, a_table_rewritten_after_the_consistent_point_starts_the_load_over)
+static void ddl_at_the_start_of_a_load(const char *const *ddl)
 {
     th_sql(src, "CREATE TABLE a (id bigint PRIMARY KEY, v int);"
                 "CREATE TABLE b (id bigint PRIMARY KEY, v int);"
@@ -1169,20 +1167,48 @@ Test(bootstrap, a_table_rewritten_after_the_consistent_point_starts_the_load_ove
     th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
                      (const char *const[]){ci, NULL});
     cr_assert(th_wait_log_alive(&cap, "capture.log", "created replication slot", 30000));
-    th_sql(src, "ALTER TABLE b ALTER COLUMN v TYPE bigint");
-    cr_assert_eq(
-        th_sql_long(
-            src, "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin "
-                 "IS NOT NULL AND backend_type = 'client backend' AND datname = current_database() "
-                 "AND pid <> pg_backend_pid()"),
-        0, "the load had already started reading: the rewrite came too late");
+    for (; *ddl; ddl++)
+        th_sql(src, "%s", *ddl);
+    cr_assert_eq(th_sql_long(src, "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin "
+                                  "IS NOT NULL AND backend_type = 'client backend' "
+                                  "AND datname = current_database() AND pid <> pg_backend_pid()"),
+                 0, "the load had already started reading: the DDL came too late");
     wait_streaming(&cap, "capture.log", LOAD_MS);
-    cr_assert(th_wait_log(log_path("capture.log"), "public.b was rewritten", 0),
-              "the restart names the table");
-    th_sql(src, "INSERT INTO b VALUES (501, 501)");
+    th_sql(src, "INSERT INTO b VALUES (1001, 1001)");
     wait_caught_up();
     converge((const char *const[]){"a", "b", NULL});
+}
+
+/*
+ * A table-rewriting ALTER TABLE: the rewrite's new file holds the rows under
+ * its own xid, so the snapshot would read b as empty, and the stream carries
+ * no rows for it either (the target lacked all 500 before). The load must
+ * notice (b's file and columns changed) and start over.
+ */
+Test(bootstrap, a_table_rewritten_after_the_consistent_point_starts_the_load_over)
+{
+    ddl_at_the_start_of_a_load(
+        (const char *const[]){"ALTER TABLE b ALTER COLUMN v TYPE bigint", NULL});
+    cr_assert(th_wait_log(log_path("capture.log"), "public.b was rewritten", 0),
+              "the restart names the table");
     cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM b"), 501);
+}
+
+/*
+ * A TRUNCATE (or VACUUM FULL) in the same window changes b's file too, but
+ * needs no new load: the truncate is in the stream, and VACUUM FULL keeps
+ * the rows the snapshot sees. Restarting for them would let a table that is
+ * truncated often restart a long load for ever.
+ */
+Test(bootstrap, a_truncate_or_vacuum_full_after_the_consistent_point_needs_no_new_load)
+{
+    ddl_at_the_start_of_a_load((const char *const[]){"DELETE FROM a WHERE id > 50", "VACUUM FULL a",
+                                                     "TRUNCATE b", "INSERT INTO b VALUES (7, 7)",
+                                                     NULL});
+    cr_assert_not(th_wait_log(log_path("capture.log"), "was rewritten", 0), "a needless new load");
+    cr_assert(th_wait_log(log_path("capture.log"), "public.b: its file changed", 0));
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM b"), 2);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM a"), 50);
 }
 
 /* ---- 6. bootstrap.mode=never -------------------------------------------------------- */
