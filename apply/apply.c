@@ -141,6 +141,7 @@ typedef struct applier {
     int64_t last_busy;  /* ms the last flight's slowest writer took */
     char err[2048];
     char state_err[2048];
+    int retry_ms; /* pause before the next replay after a target error (retry_pause) */
 } applier;
 
 static bool land(applier *a, bool events_ok);
@@ -750,10 +751,23 @@ static void schemas_unreadable(applier *a, const rd_kafka_message_t *m, const ch
     read_again_later(a);
 }
 
+/*
+ * A batch failed for a reason of the target's (target_problem): pause before
+ * it is replayed, 0.5 s doubling to 30 s until a batch commits, so that an
+ * error met after a good connect (a full disk) is not hammered.
+ */
+static void retry_pause(applier *a)
+{
+    for (int ms = 0; ms < a->retry_ms && !*a->stop; ms += 100)
+        sleep_ms(100);
+    a->retry_ms = a->retry_ms ? (a->retry_ms * 2 > 30000 ? 30000 : a->retry_ms * 2) : 500;
+}
+
 static void handle_retry(applier *a)
 {
     target_rollback(a->tgt);
     target_problem(a, a->err);
+    retry_pause(a);
     target_disconnect(a->tgt);
     drop_batch(a);
     a->need_resync = true;
@@ -902,7 +916,7 @@ static bool land(applier *a, bool events_ok)
     a->stat_db_ms += busy;
     a->last_busy = busy;
 
-    bool failed = false, committed = false;
+    bool failed = false, committed = false, retried = false;
     const write_job *rejected = NULL;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     for (int g = 0; g < a->nwriters; g++) {
@@ -933,11 +947,16 @@ static bool land(applier *a, bool events_ok)
         } else if (j->r == TARGET_RETRY) {
             target_problem(a, j->err);
             target_disconnect(j->tgt);
+            retried = true;
         } else if (!rejected) {
             rejected = j;
         }
     }
     a->stat_batches += committed;
+    if (retried)
+        retry_pause(a);
+    else if (committed)
+        a->retry_ms = 0;
     /* Informational only (lag tools); positions live in the target. */
     if (l->cnt > 0)
         rd_kafka_commit(a->rk, l, 1);

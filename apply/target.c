@@ -108,13 +108,16 @@ static void one_line(char *s)
 }
 
 /*
- * Classify a failed result; fills errstr with Postgres' message. Only an
- * error about the row itself (a constraint, a type) rejects it; an error
- * about the target (connection, shutdown, serialization, lock, disk full or
- * out of memory (53), I/O (58), internal (XX), read-only (25006, a standby
- * after a failover), privilege (42501)) is retried until the target is well
- * again: treated as rejections, a disk full or a revoked grant would have
- * dead-lettered every event with errors.tolerance=all.
+ * Classify a failed result; fills errstr with Postgres' message. An error
+ * about the target that the same batch would not meet again once the
+ * target is well (connection, shutdown or cancel (57), I/O (58), disk full
+ * (53100), too many connections (53300), serialization, deadlock, lock
+ * timeout, read-only (25006, a standby after a failover)) is retried:
+ * treated as a rejected row, a full disk dead-lettered every event with
+ * errors.tolerance=all. Anything else rejects the batch, which is then
+ * tried event by event: also out of memory or temp_file_limit (53200,
+ * 53400: a smaller write may pass), internal errors and privileges (42501
+ * is also a row-level security WITH CHECK failure, about one row).
  */
 static target_status failed(target *t, PGresult *res, char *errstr, size_t errstr_size)
 {
@@ -124,11 +127,11 @@ static target_status failed(target *t, PGresult *res, char *errstr, size_t errst
     one_line(errstr);
     if (PQstatus(t->conn) != CONNECTION_OK || !state)
         return TARGET_RETRY;
-    static const char *const classes[] = {"08", "57", "53", "58", "XX"};
+    static const char *const classes[] = {"08", "57", "58"};
     for (size_t i = 0; i < sizeof classes / sizeof *classes; i++)
         if (strncmp(state, classes[i], 2) == 0)
             return TARGET_RETRY;
-    static const char *const states[] = {"40001", "40P01", "55P03", "25006", "42501"};
+    static const char *const states[] = {"53100", "53300", "40001", "40P01", "55P03", "25006"};
     for (size_t i = 0; i < sizeof states / sizeof *states; i++)
         if (strcmp(state, states[i]) == 0)
             return TARGET_RETRY;
@@ -606,12 +609,16 @@ static target_status sync_enum_labels(target *t, const cdc_table_schema *s, char
 }
 
 /*
- * A column dropped or renamed at the source (absent from its events) or
- * made nullable there now arrives as NULL: a NOT NULL the target took from
- * an older version would reject every later insert and full-row update of
- * the table. With auto.evolve it is dropped from the target column (the
- * primary key's and columns with a default excepted: those never take a
- * NULL from cdc-apply). `cols` is target_prepare_table's column query.
+ * A column dropped or renamed at the source is absent from its newer
+ * events: a NOT NULL the target took from an older version (no default, not
+ * the primary key's, not an identity or generated column: those never lack
+ * a value) would reject every later insert and full-row update of the
+ * table. With auto.evolve it is dropped, under a savepoint: where the
+ * target refuses (another owner, a partition, a replica identity index) a
+ * warning says so and the rows meet the NOT NULL as before. A column the
+ * source made nullable is left alone: the target's NOT NULL may be
+ * deliberate, and a NULL then stops cdc-apply naming it. `cols` is
+ * target_prepare_table's column query.
  */
 static target_status relax_not_null(target *t, const cdc_table_schema *s, PGresult *cols,
                                     const char *qname, char *errstr, size_t errstr_size)
@@ -620,24 +627,30 @@ static target_status relax_not_null(target *t, const cdc_table_schema *s, PGresu
         return TARGET_OK;
     for (int row = 0; row < PQntuples(cols); row++) {
         const char *col = PQgetvalue(cols, row, 0);
-        const cdc_field *f = NULL;
-        for (int i = 0; i < s->nfields && !f; i++)
-            if (strcmp(s->fields[i].pg_name, col) == 0)
-                f = &s->fields[i];
-        bool relax = PQgetvalue(cols, row, 2)[0] == 't' &&
-                     (f ? f->nullable : PQgetvalue(cols, row, 3)[0] != 't');
-        if (!relax)
+        bool present = false;
+        for (int i = 0; i < s->nfields && !present; i++)
+            present = strcmp(s->fields[i].pg_name, col) == 0;
+        if (present || PQgetvalue(cols, row, 2)[0] != 't')
             continue;
         cdc_buf *sql = &t->sql;
         cdc_buf_reset(sql);
-        cdc_buf_printf(sql, "ALTER TABLE %s ALTER COLUMN ", qname);
+        cdc_buf_printf(sql, "SAVEPOINT cdc_relax; ALTER TABLE %s ALTER COLUMN ", qname);
         sql_ident(sql, col);
         cdc_buf_puts(sql, " DROP NOT NULL");
         target_status r = run(t, cdc_buf_cstr(sql), errstr, errstr_size);
-        if (r != TARGET_OK)
+        if (r == TARGET_RETRY)
             return r;
-        cdc_info("%s.%s: dropped NOT NULL (the column is %s at the source)", qname, col,
-                 f ? "nullable" : "no longer");
+        if (r == TARGET_REJECT) {
+            cdc_warn("%s.%s is NOT NULL in the target but no longer at the source, and the "
+                     "target refuses to drop the NOT NULL (%s): rows without it will be rejected",
+                     qname, col, errstr);
+            if ((r = run(t, "ROLLBACK TO SAVEPOINT cdc_relax", errstr, errstr_size)) != TARGET_OK)
+                return r;
+            continue;
+        }
+        if ((r = run(t, "RELEASE SAVEPOINT cdc_relax", errstr, errstr_size)) != TARGET_OK)
+            return r;
+        cdc_info("%s.%s: dropped NOT NULL (the column is no longer at the source)", qname, col);
     }
     return TARGET_OK;
 }
@@ -663,10 +676,11 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
                    "SELECT a.attname, CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace "
                    "THEN pg_catalog.format_type(bt.oid, CASE WHEN t.typtype = 'd' "
                    "THEN t.typtypmod ELSE a.atttypmod END) END, "
-                   /* A NOT NULL that is not the primary key's, and a default. */
-                   "a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
-                   "WHERE i.indrelid = a.attrelid AND i.indisprimary "
-                   "AND a.attnum = ANY (i.indkey)), a.atthasdef "
+                   /* A NOT NULL a row without the column would break (relax_not_null). */
+                   "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' "
+                   "AND a.attgenerated = '' AND NOT EXISTS (SELECT 1 FROM "
+                   "pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary "
+                   "AND a.attnum = ANY (i.indkey)) "
                    "FROM pg_catalog.pg_attribute a "
                    "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                    "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "

@@ -576,7 +576,9 @@ Test(apply_faults, a_full_disk_on_the_target_is_retried_not_dead_lettered)
     start_apply(&app, "apply.log", (const char *const[]){"errors.tolerance=all", NULL});
     const char *const letters[] = {"letters", NULL};
     th_assert_converge_alive(&pg, "src", "dst", letters, CONVERGE_MS, &app);
-    th_sql(dst, "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    th_sql(dst, "CREATE SEQUENCE tries;"
+                "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "PERFORM nextval('tries'); "
                 "RAISE EXCEPTION 'could not extend file: No space left on device' "
                 "USING ERRCODE = '53100'; END $$;"
                 "CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON letters "
@@ -586,8 +588,11 @@ Test(apply_faults, a_full_disk_on_the_target_is_retried_not_dead_lettered)
     snprintf(path, sizeof path, "%s/apply.log", th_test_dir());
     cr_assert(th_wait_log(path, "No space left on device", 30000),
               "the target's error is not logged");
-    sleep(3);                                         /* a few retries */
+    sleep(5);                                         /* a few retries */
     th_sql(dst, "DROP TRIGGER full_disk ON letters"); /* space freed */
+    /* Paced 0.5, 1, 2 s... apart: about 5 tries (without a pause: 9 in 4 s, measured). */
+    long tries = th_sql_long(dst, "SELECT last_value FROM tries");
+    cr_assert_leq(tries, 7, "%ld tries in about 5 s: the retries are not paced", tries);
     th_assert_converge_alive(&pg, "src", "dst", letters, CONVERGE_MS, &app);
     char dlq[256];
     snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
