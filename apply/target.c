@@ -180,7 +180,8 @@ static PGconn *open_conn(const target *t, const char *ours)
      * the server converts it to the target database's encoding. */
     const char *keys[] = {"connect_timeout",           "dbname", "client_encoding", "options",
                           "fallback_application_name", NULL};
-    const char *vals[] = {CDC_PG_CONNECT_TIMEOUT, t->conninfo, "UTF8", options, "cdc-apply", NULL};
+    const char *vals[] = {
+        cdc_pg_connect_timeout(t->conninfo), t->conninfo, "UTF8", options, "cdc-apply", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     free(options);
     return c;

@@ -293,7 +293,7 @@ static PGconn *connect_worker(const capture_config *cfg, char *errstr, size_t er
     /* client_encoding after dbname: COPY sends UTF-8 whatever the conninfo says. */
     const char *keys[] = {"connect_timeout",           "dbname", "client_encoding", "options",
                           "fallback_application_name", NULL};
-    const char *vals[] = {CDC_PG_CONNECT_TIMEOUT,
+    const char *vals[] = {cdc_pg_connect_timeout(cfg->source_conninfo),
                           cfg->source_conninfo,
                           "UTF8",
                           options,

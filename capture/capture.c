@@ -102,7 +102,7 @@ static PGconn *connect_pg(const capture_config *cfg, bool replication, char *err
     const char *keys[7], *vals[7];
     int k = 0;
     /* Before dbname, so the conninfo's own value wins. */
-    keys[k] = "connect_timeout", vals[k++] = CDC_PG_CONNECT_TIMEOUT;
+    keys[k] = "connect_timeout", vals[k++] = cdc_pg_connect_timeout(cfg->source_conninfo);
     keys[k] = "dbname", vals[k++] = cfg->source_conninfo;
     /* After dbname, so it wins over the conninfo's: events carry UTF-8, and
      * pgoutput and COPY convert text to the client encoding. */

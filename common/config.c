@@ -373,9 +373,15 @@ cdc_cfg_result cdc_config_parse(const cdc_cfg_spec *spec, void *cfg, int argc, c
                      (int)strcspn(kv, " \t:"), kv, kv[strcspn(kv, " \t:")] ? "..." : "");
             return CDC_CFG_ERROR;
         }
-        /* Both sides trimmed, as in a file: "group.id = x" is group "x". */
+        /*
+         * "key = value" (blanks around the '=') is trimmed as in a file:
+         * "group.id = x" is group "x". "key=value" is taken as it is: a
+         * password may end in a blank.
+         */
         char *key = cdc_xstrndup(kv, (size_t)(eq - kv)), *value = cdc_xstrdup(eq + 1);
-        int rc = cdc_config_set(spec, cfg, trim(key), trim(value), errstr, errstr_size);
+        bool spaced = eq > kv && isspace((unsigned char)eq[-1]);
+        int rc =
+            cdc_config_set(spec, cfg, trim(key), spaced ? trim(value) : value, errstr, errstr_size);
         free(key);
         free(value);
         if (rc != 0)
@@ -469,4 +475,18 @@ char *cdc_pg_options(const char *conninfo, const char *ours)
     char *r = cdc_xstrdup(cdc_buf_cstr(&b));
     cdc_buf_free(&b);
     return r;
+}
+
+const char *cdc_pg_connect_timeout(const char *conninfo)
+{
+    const char *env = getenv("PGCONNECT_TIMEOUT"), *service = getenv("PGSERVICE");
+    if ((env && *env) || (service && *service))
+        return "";
+    bool has_service = false;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "service") == 0 && o->val && *o->val)
+            has_service = true;
+    PQconninfoFree(opts);
+    return has_service ? "" : "10";
 }

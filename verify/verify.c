@@ -84,7 +84,7 @@ static int side_connect(side *s, const char *name, const char *conninfo,
     s->name = name;
     s->stop = stop;
     const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *vals[] = {"cdc-verify", CDC_PG_CONNECT_TIMEOUT, conninfo, NULL};
+    const char *vals[] = {"cdc-verify", cdc_pg_connect_timeout(conninfo), conninfo, NULL};
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         cdc_error("%s: cannot connect: %s", name, PQerrorMessage(s->conn));

@@ -91,11 +91,14 @@ int cdc_config_check_conninfo(const char *key, const char *conninfo, char *errst
                               size_t errstr_size);
 
 /*
- * libpq's connect_timeout when the conninfo sets none (seconds): without one,
- * a server or pooler that accepts the connection and never answers holds a
- * daemon in PQconnectdb for ever, deaf to SIGTERM.
+ * libpq's connect_timeout to pass before the conninfo (whose own value then
+ * wins): "10" (seconds), or "" (libpq ignores an empty value) when the
+ * timeout may come from elsewhere: PGCONNECT_TIMEOUT, or a service file
+ * (PGSERVICE, or service= in the conninfo), which fills only keys not
+ * given. Without any, a server or pooler that accepts the connection and
+ * never answers holds a daemon in PQconnectdb for ever, deaf to SIGTERM.
  */
-#define CDC_PG_CONNECT_TIMEOUT "10"
+const char *cdc_pg_connect_timeout(const char *conninfo);
 
 /*
  * The libpq "options" for a connection made from `conninfo`: the user's own

@@ -471,7 +471,11 @@ Test(config, apply_errors_name_the_key)
     apply_rejects("kafka.group.id=other", "kafka.group.id");
 }
 
-/* -s is trimmed like a file line: "group.id = payments" joins group "payments". */
+/*
+ * -s "key = value" is trimmed like a file line: "group.id = payments" joins
+ * group "payments"; "key=value" is taken as it is (a password may end in a
+ * blank).
+ */
 Test(config, s_values_are_trimmed_like_file_values)
 {
     apply_config cfg;
@@ -481,6 +485,27 @@ Test(config, s_values_are_trimmed_like_file_values)
     cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, args), CDC_CFG_OK, "%s", err);
     cr_assert_str_eq(cfg.group_id, "payments");
     apply_config_free(&cfg);
+    char *args2[] = {"-s", "target.conninfo=dbname=t", "-s", "kafka.bootstrap.servers=k:1",
+                     "-s", "kafka.sasl.password= pw "};
+    cr_assert_eq(load_apply(&cfg, err, sizeof err, 6, args2), CDC_CFG_OK, "%s", err);
+    cr_assert_str_eq(cdc_kv_get(&cfg.kafka, "sasl.password"), " pw ");
+    apply_config_free(&cfg);
+}
+
+/* The default connect_timeout yields to PGCONNECT_TIMEOUT and to a service file. */
+Test(config, connect_timeout_default_yields_to_the_environment_and_services)
+{
+    unsetenv("PGCONNECT_TIMEOUT");
+    unsetenv("PGSERVICE");
+    cr_assert_str_eq(cdc_pg_connect_timeout("dbname=x"), "10");
+    cr_assert_str_eq(cdc_pg_connect_timeout("service=pay dbname=x"), "");
+    cr_assert_str_eq(cdc_pg_connect_timeout("postgresql:///x?service=pay"), "");
+    setenv("PGCONNECT_TIMEOUT", "3", 1);
+    cr_assert_str_eq(cdc_pg_connect_timeout("dbname=x"), "");
+    unsetenv("PGCONNECT_TIMEOUT");
+    setenv("PGSERVICE", "pay", 1);
+    cr_assert_str_eq(cdc_pg_connect_timeout("dbname=x"), "");
+    unsetenv("PGSERVICE");
 }
 
 /*
