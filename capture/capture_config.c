@@ -74,6 +74,47 @@ static bool valid_slot_name(const char *s)
     return true;
 }
 
+static bool is_true(const char *v)
+{
+    return strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0;
+}
+
+static bool is_all(const char *v)
+{
+    return strcasecmp(v, "all") == 0 || strcmp(v, "-1") == 0;
+}
+
+static bool is_zero(const char *v)
+{
+    char *end = NULL;
+    return strtol(v, &end, 10) == 0 && end != v && *end == '\0';
+}
+
+/* Producer properties that cdc-capture's guarantees depend on. */
+#define REPEAT_WHY                                                                                 \
+    "an event Kafka refuses or times out could be written behind later ones "                      \
+    "when sent again, and be dropped as a repeat"
+static const struct {
+    const char *key, *value;
+    bool (*ok)(const char *);
+    const char *why;
+} pinned[] = {
+    /* Without either, an event Kafka refuses for good lets later ones of its
+     * partition be written. */
+    {"enable.idempotence", "true", is_true, REPEAT_WHY},
+    {"enable.gapless.guarantee", "true", is_true, REPEAT_WHY},
+    /* librdkafka would refuse to start the producer; this says why, as exit 2. */
+    {"acks", "all", is_all,
+     "the idempotent producer needs every in-sync replica's acknowledgement"},
+    {"request.required.acks", "all", is_all,
+     "the idempotent producer needs every in-sync replica's acknowledgement"},
+    /* A timed-out event is outside the gapless guarantee. */
+    {"message.timeout.ms", "0, no timeout", is_zero,
+     REPEAT_WHY "; cdc-capture waits for Kafka instead"},
+    {"delivery.timeout.ms", "0, no timeout", is_zero,
+     REPEAT_WHY "; cdc-capture waits for Kafka instead"},
+};
+
 cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, char *errstr,
                                    size_t errstr_size)
 {
@@ -94,50 +135,11 @@ cdc_cfg_result capture_config_load(capture_config *cfg, int argc, char **argv, c
     }
     if (cdc_config_check_conninfo("source.conninfo", cfg->source_conninfo, errstr, errstr_size) != 0)
         return CDC_CFG_ERROR;
-    /*
-     * Without either, an event Kafka refuses for good lets later ones of its
-     * partition be written; sent again, it lands behind them, where a
-     * consumer that drops repeats by position (cdc-apply) drops it.
-     */
-    static const char *const must_stay_on[] = {"enable.idempotence", "enable.gapless.guarantee"};
-    for (size_t i = 0; i < sizeof must_stay_on / sizeof *must_stay_on; i++) {
-        const char *v = cdc_kv_get(&cfg->kafka, must_stay_on[i]);
-        if (v && strcasecmp(v, "true") != 0 && strcmp(v, "1") != 0) {
-            snprintf(errstr, errstr_size,
-                     "kafka.%s: must stay true (without it an event Kafka refuses could be "
-                     "written behind later ones and be dropped as a repeat)",
-                     must_stay_on[i]);
-            return CDC_CFG_ERROR;
-        }
-    }
-    /* Idempotence needs every in-sync replica's acknowledgement (librdkafka
-     * would refuse to start the producer; this says why, as exit 2). */
-    static const char *const acks[] = {"acks", "request.required.acks"};
-    for (size_t i = 0; i < sizeof acks / sizeof *acks; i++) {
-        const char *v = cdc_kv_get(&cfg->kafka, acks[i]);
-        if (v && strcasecmp(v, "all") != 0 && strcmp(v, "-1") != 0) {
-            snprintf(errstr, errstr_size,
-                     "kafka.%s: must stay all (the idempotent producer needs every in-sync "
-                     "replica's acknowledgement)",
-                     acks[i]);
-            return CDC_CFG_ERROR;
-        }
-    }
-    /*
-     * A delivery timeout is outside the gapless guarantee: later events of
-     * the partition may be written while the timed-out one is not; sent
-     * again, it lands behind them and is dropped as a repeat.
-     */
-    static const char *const must_stay_zero[] = {"message.timeout.ms", "delivery.timeout.ms"};
-    for (size_t i = 0; i < sizeof must_stay_zero / sizeof *must_stay_zero; i++) {
-        const char *v = cdc_kv_get(&cfg->kafka, must_stay_zero[i]);
-        char *end = NULL;
-        if (v && (strtol(v, &end, 10) != 0 || end == v || *end != '\0')) {
-            snprintf(errstr, errstr_size,
-                     "kafka.%s: must stay 0, no timeout (an event that timed out could be written "
-                     "behind later ones when sent again and be dropped as a repeat; cdc-capture "
-                     "waits for Kafka instead)",
-                     must_stay_zero[i]);
+    for (size_t i = 0; i < sizeof pinned / sizeof *pinned; i++) {
+        const char *v = cdc_kv_get(&cfg->kafka, pinned[i].key);
+        if (v && !pinned[i].ok(v)) {
+            snprintf(errstr, errstr_size, "kafka.%s: must stay %s (%s)", pinned[i].key,
+                     pinned[i].value, pinned[i].why);
             return CDC_CFG_ERROR;
         }
     }
