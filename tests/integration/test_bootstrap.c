@@ -1211,6 +1211,83 @@ Test(bootstrap, a_truncate_or_vacuum_full_after_the_consistent_point_needs_no_ne
     cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM a"), 50);
 }
 
+/*
+ * A statement queued behind the load's lock on a split table: a worker that
+ * has not read the table yet would queue its COPY behind that statement,
+ * which waits for the load to end (it holds the lock): a hang, with the
+ * application's queries on the table queued too. A worker's first lock on a
+ * table another worker already holds is taken with NOWAIT, so the load
+ * starts over and the statement runs.
+ *
+ * Tables are read largest first, in 32 MB block ranges: y makes ranges y1
+ * (4,096 pages) and y2 (a few pages), x (a little smaller) x1 and x2. Worker
+ * A reads y1 while B reads the short y2 and goes on to x1, locking x. The
+ * ALTER on x then queues behind B, and A's next task is x2: its first lock
+ * on x. y holds one wide row per page (fillfactor 10), x forty narrow ones,
+ * so A finishes y1 long before B finishes x1. The load is held (the broker
+ * down, a short producer queue full) while the ALTER is queued.
+ */
+static long granted_on(const char *table)
+{
+    return th_sql_long(src,
+                       "SELECT count(*) FROM pg_locks WHERE granted AND relation = '%s'::regclass "
+                       "AND mode = 'AccessShareLock'",
+                       table);
+}
+
+Test(bootstrap, ddl_queued_behind_a_split_table_restarts_the_load_instead_of_hanging)
+{
+    if (th_broker_external())
+        cr_skip_test("fault injection needs cdc-devbroker");
+    th_sql(src, "CREATE TABLE y (id bigint PRIMARY KEY, pad text) WITH (fillfactor = 10);"
+                "CREATE TABLE x (id bigint PRIMARY KEY, pad text) WITH (fillfactor = 50);"
+                "INSERT INTO y SELECT g, repeat('y', 800) FROM generate_series(1, 4116) g;"
+                "INSERT INTO x SELECT g, repeat('x', 60) FROM generate_series(1, 164240) g;"
+                "CREATE PUBLICATION cdc FOR TABLE y, x");
+    long ypages = th_sql_long(src, "SELECT pg_relation_size('y') / 8192");
+    long xpages = th_sql_long(src, "SELECT pg_relation_size('x') / 8192");
+    cr_assert(ypages > 4096 && ypages < 4096 + 100 && xpages > 4096 && xpages < ypages,
+              "y (%ld pages) must be a little larger than x (%ld pages), both split in two",
+              ypages, xpages);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){"kafka.queue.buffering.max.messages=500",
+                                           "bootstrap.workers=2", NULL});
+    cr_assert(th_wait_log_alive(&cap, "capture.log", "bootstrap: 2 tables", 60000));
+    th_broker_cmd(&broker, "down 1");
+    /* Let the load on in short steps until B holds x (it has a few pages of
+     * y2 to read, A some 4,000 rows of y1). */
+    for (int i = 0; granted_on("x") == 0; i++) {
+        cr_assert_lt(i, 40, "no worker started on x");
+        th_broker_cmd(&broker, "up 1");
+        usleep(30 * 1000);
+        th_broker_cmd(&broker, "down 1");
+        usleep(200 * 1000);
+    }
+    cr_assert_eq(granted_on("x"), 1, "one worker reads x");
+    cr_assert_eq(granted_on("y"), 2, "both workers read y");
+    PGconn *ddl = th_pg_connect(&pg, "src");
+    cr_assert_eq(PQsendQuery(ddl, "ALTER TABLE x ADD COLUMN extra int"), 1);
+    long waiting = 0;
+    for (int i = 0; i < 100 && !waiting; i++, usleep(50 * 1000))
+        waiting = th_sql_long(src, "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                   "AND relation = 'x'::regclass");
+    cr_assert_eq(waiting, 1, "the ALTER should wait behind the load");
+    th_broker_cmd(&broker, "up 1");
+    cr_assert(th_wait_log_alive(&cap, "capture.log", "a statement waits for a lock on public.x",
+                                LOAD_MS),
+              "the load should start over for the queued ALTER");
+    PGresult *res = PQgetResult(ddl); /* blocks until the ALTER ran */
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    while ((res = PQgetResult(ddl)))
+        PQclear(res);
+    PQfinish(ddl);
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
+    wait_caught_up();
+    converge((const char *const[]){"y", "x", NULL});
+}
+
 /* ---- 6. bootstrap.mode=never -------------------------------------------------------- */
 
 Test(bootstrap, mode_never_streams_only_later_changes)
