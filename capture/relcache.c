@@ -261,8 +261,26 @@ int relcache_build(relation *r, const rel_colinfo *ci, int ncols, char *errstr, 
     json_t *fields = json_array(), *keynames = json_array();
     for (int i = 0; i < ncols; i++)
         json_array_append_new(fields, field_json(&r->cols[i], &ci[i], true));
+    /*
+     * pg.key lists the key in the index's column order (what a target's
+     * primary key is created with); the Key record keeps the table's
+     * column order, which its bytes, and so the partitions, depend on.
+     */
+    int *order = cdc_xcalloc((size_t)r->nkey + 1, sizeof *order);
+    bool placed = r->nkey > 0;
+    for (int k = 0; k < r->nkey; k++) {
+        order[k] = r->key_idx[k];
+        placed &= ci[order[k]].key_pos > 0;
+    }
+    for (int k = 1; placed && k < r->nkey; k++)
+        for (int j = k; j > 0 && ci[order[j - 1]].key_pos > ci[order[j]].key_pos; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
     for (int k = 0; k < r->nkey; k++)
-        json_array_append_new(keynames, json_string(ci[r->key_idx[k]].name));
+        json_array_append_new(keynames, json_string(ci[order[k]].name));
+    free(order);
     row = json_object();
     json_object_set_new(row, "type", json_string("record"));
     json_object_set_new(row, "name", json_string("Value"));
@@ -362,11 +380,16 @@ done:
 /* ---- catalog lookups ---- */
 
 static const char *TABLE_SQL =
-    /* Key columns only: an index's INCLUDE columns are not part of its key. */
+    /* Key columns only: an index's INCLUDE columns are not part of its key.
+     * Then each column's place in the primary key and in the replica
+     * identity index (NULL: not in it). */
     "SELECT a.attname, a.attnotnull, "
-    "  COALESCE(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false) "
+    "  COALESCE(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false), "
+    "  pg_catalog.array_position((i.indkey::int2[])[0:i.indnkeyatts - 1], a.attnum), "
+    "  pg_catalog.array_position((ri.indkey::int2[])[0:ri.indnkeyatts - 1], a.attnum) "
     "FROM pg_catalog.pg_attribute a "
     "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+    "LEFT JOIN pg_catalog.pg_index ri ON ri.indrelid = a.attrelid AND ri.indisreplident "
     "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped";
 
 static const char *TYPES_SQL =
@@ -447,6 +470,10 @@ relation *relcache_update(relcache *rc, const pgo_msg *m, PGconn *sql, const cha
                 c->notnull = PQgetvalue(tres, t, 1)[0] == 't';
                 if (use_pk)
                     c->key = PQgetvalue(tres, t, 2)[0] == 't';
+                /* The identity is the replica identity index (i), else the
+                 * primary key. */
+                int col = m->replident == 'i' ? 4 : 3;
+                c->key_pos = PQgetisnull(tres, t, col) ? 0 : atoi(PQgetvalue(tres, t, col));
             }
         }
         if (PQgetisnull(yres, i, 1)) {

@@ -33,7 +33,8 @@ typedef struct rel_colinfo {
     const char *domain;  /* format_type of the domain, or NULL */
     json_t *enum_labels; /* JSON array of labels for enums, else NULL (borrowed) */
     bool notnull;
-    bool key; /* part of the event key */
+    bool key;    /* part of the event key */
+    int key_pos; /* its place in the key's index (1-based; 0: unknown, table order) */
 } rel_colinfo;
 
 typedef struct rel_col {

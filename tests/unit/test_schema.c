@@ -28,13 +28,13 @@ static relation *build(const rel_colinfo *cols, int n)
 }
 
 static rel_colinfo payments_cols[] = {
-    {"id", CDC_OID_INT8, -1, CDC_OID_INT8, -1, "bigint", NULL, NULL, true, true},
+    {"id", CDC_OID_INT8, -1, CDC_OID_INT8, -1, "bigint", NULL, NULL, true, true, 0},
     {"Amount", CDC_OID_NUMERIC, NUMERIC_TYPMOD(18, 2), CDC_OID_NUMERIC, NUMERIC_TYPMOD(18, 2),
-     "numeric(18,2)", NULL, NULL, true, false},
-    {"note text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false},
-    {"note_text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false},
+     "numeric(18,2)", NULL, NULL, true, false, 0},
+    {"note text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false, 0},
+    {"note_text", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false, 0},
     {"at", CDC_OID_TIMESTAMPTZ, -1, CDC_OID_TIMESTAMPTZ, -1, "timestamp with time zone", NULL, NULL,
-     false, false},
+     false, false, 0},
 };
 
 Test(schema, value_schema_has_envelope_fields_and_pg_properties)
@@ -107,10 +107,39 @@ Test(schema, fingerprint_changes_when_decimal_scale_changes)
     relation_free(c);
 }
 
+/*
+ * pg.key names the key in its index's order (a target's primary key is made
+ * from it); the Key record keeps the table's column order, on which its
+ * bytes and so the partitions depend.
+ */
+Test(schema, pg_key_follows_the_index_order_and_the_key_record_the_table_order)
+{
+    rel_colinfo cols[] = {
+        {"a", CDC_OID_INT4, -1, CDC_OID_INT4, -1, "integer", NULL, NULL, true, true, 3},
+        {"v", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, false, false, 0},
+        {"b", CDC_OID_TEXT, -1, CDC_OID_TEXT, -1, "text", NULL, NULL, true, true, 1},
+        {"c", CDC_OID_INT8, -1, CDC_OID_INT8, -1, "bigint", NULL, NULL, true, true, 2},
+    };
+    relation *r = build(cols, 4);
+    cr_assert(strstr(r->value_schema, "\"pg.key\":[\"b\",\"c\",\"a\"]") != NULL, "%s",
+              r->value_schema);
+    json_error_t jerr;
+    json_t *k = json_loads(r->key_schema, 0, &jerr);
+    cr_assert_not_null(k, "%s", jerr.text);
+    json_t *kf = json_object_get(k, "fields");
+    cr_assert_eq(json_array_size(kf), 3);
+    const char *want[] = {"a", "b", "c"};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(kf, i), "name")),
+                         want[i]);
+    json_decref(k);
+    relation_free(r);
+}
+
 Test(schema, keyless_table_has_no_key_schema)
 {
     rel_colinfo cols[] = {
-        {"a", CDC_OID_INT4, -1, CDC_OID_INT4, -1, "integer", NULL, NULL, false, false},
+        {"a", CDC_OID_INT4, -1, CDC_OID_INT4, -1, "integer", NULL, NULL, false, false, 0},
     };
     relation *r = build(cols, 1);
     cr_assert_null(r->key_schema);
@@ -122,9 +151,9 @@ Test(schema, enum_labels_and_domain_are_recorded)
 {
     json_t *labels = json_pack("[s s s]", "new", "paid", "void");
     rel_colinfo cols[] = {
-        {"id", CDC_OID_INT4, -1, CDC_OID_INT4, -1, "integer", NULL, NULL, true, true},
-        {"state", 90001, -1, 90001, -1, "public.pay_state", NULL, labels, false, false},
-        {"cents", 90002, -1, CDC_OID_INT8, -1, "bigint", "public.cents", NULL, false, false},
+        {"id", CDC_OID_INT4, -1, CDC_OID_INT4, -1, "integer", NULL, NULL, true, true, 0},
+        {"state", 90001, -1, 90001, -1, "public.pay_state", NULL, labels, false, false, 0},
+        {"cents", 90002, -1, CDC_OID_INT8, -1, "bigint", "public.cents", NULL, false, false, 0},
     };
     relation *r = build(cols, 3);
     cr_assert(strstr(r->value_schema, "\"pg.enum\":[\"new\",\"paid\",\"void\"]") != NULL, "%s",
