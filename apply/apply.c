@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -103,7 +104,9 @@ typedef struct sent_letter {
 typedef struct applier {
     const apply_config *cfg;
     volatile sig_atomic_t *stop;
-    rd_kafka_t *rk;
+    rd_kafka_t *rk;    /* the group consumer */
+    rd_kafka_t *early; /* reads every partition while the group forms (start_early) */
+    rd_kafka_t *rd;    /* the one events are read from: early, then rk */
     rd_kafka_t *dlq;
     int dlq_pending;
     int dlq_failed;
@@ -142,7 +145,16 @@ typedef struct applier {
     char err[2048];
     char state_err[2048];
     int retry_ms; /* pause before the next replay after a target error (retry_pause) */
+    /* Tables created for a load get their primary key once it is applied:
+     * when the load's last row has been read, or after LOAD_QUIET_MS
+     * without an event, once nothing is left to read (finish_loads). */
+    bool assigned;      /* the group consumer had its first assignment */
+    bool loads_pending; /* some may still wait (snapshot reads were written) */
+    bool load_ended;    /* the last row of a load was read */
+    int64_t last_event_ms;
 } applier;
+
+#define LOAD_QUIET_MS 10000
 
 static bool land(applier *a, bool events_ok);
 
@@ -286,9 +298,9 @@ static void pause_part(applier *a, part_state *p, bool pause)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
     if (pause)
-        rd_kafka_pause_partitions(a->rk, l);
+        rd_kafka_pause_partitions(a->rd, l);
     else
-        rd_kafka_resume_partitions(a->rk, l);
+        rd_kafka_resume_partitions(a->rd, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -310,7 +322,7 @@ static bool reposition(applier *a, part_state *p)
      * without it. The caller tries again; a partition that cannot be
      * positioned at all stops the daemon (a restart re-reads the record).
      */
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rd, l, 5000);
     const char *why = e                 ? rd_kafka_error_string(e)
                       : l->elems[0].err ? rd_kafka_err2str(l->elems[0].err)
                                         : NULL;
@@ -386,12 +398,14 @@ static void add_part(applier *a, rd_kafka_topic_partition_t *tp, int64_t lookup_
      * the rest itself.
      */
     int64_t low, high, left = lookup_deadline - now_ms();
-    if (left > 0 && rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high,
+    if (left > 0 && rd_kafka_query_watermark_offsets(a->rd, p->topic, p->partition, &low, &high,
                                                      (int)left) == RD_KAFKA_RESP_ERR_NO_ERROR)
         tp->offset = low;
     else
         tp->offset = RD_KAFKA_OFFSET_BEGINNING;
 }
+
+static void end_early(applier *a);
 
 /*
  * With the cooperative protocol (the default assignor, cooperative-sticky)
@@ -407,8 +421,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* The partitions change: the batch in flight lands first (a rejected
      * one is read again rather than retried event by event in here). */
     land(a, false);
+    if (a->early)
+        end_early(a);
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && *a->stop) {
+        /* Stopping (see apply_run): take the assignment, read nothing. */
+        a->assigned = true;
+        rd_kafka_error_t *e = cooperative ? rd_kafka_incremental_assign(rk, parts) : NULL;
+        if (!cooperative)
+            rd_kafka_assign(rk, parts);
+        if (e)
+            rd_kafka_error_destroy(e);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        a->assigned = true;
         if (!cooperative) {
             drop_batch(a);
             clear_parts(a);
@@ -726,7 +753,7 @@ static void positions_committed(applier *a)
         rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->next.next_offset;
     }
     /* Informational only (lag tools); positions live in the target. */
-    if (l->cnt > 0)
+    if (l->cnt > 0 && !a->early)
         rd_kafka_commit(a->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -854,7 +881,8 @@ static void *write_group(void *arg)
     for (size_t i = 0; i < j->ntables && j->r == TARGET_OK; i++) {
         const table_batch *tb = j->tables[i];
         j->table = tb->schema->table_name;
-        j->r = target_prepare_table(j->tgt, tb->schema, j->err, sizeof j->err);
+        j->r = target_prepare_table(j->tgt, tb->schema, batch_only_reads(tb->b), j->err,
+                                    sizeof j->err);
         if (j->r == TARGET_OK)
             j->r = target_apply_batch(j->tgt, tb->schema, tb->b, j->err, sizeof j->err);
     }
@@ -939,7 +967,10 @@ static bool land(applier *a, bool events_ok)
             continue;
         }
         failed = true;
-        if (j->r == TARGET_OK) {
+        if (j->r == TARGET_FATAL) {
+            cdc_error("%s", j->err);
+            a->exit_status = 1;
+        } else if (j->r == TARGET_OK) {
             for (size_t i = 0; i < j->nparts; i++)
                 if (!j->parts[i].matches)
                     cdc_warn("%s [%d] was applied by another process; re-reading its position",
@@ -953,12 +984,12 @@ static bool land(applier *a, bool events_ok)
         }
     }
     a->stat_batches += committed;
-    if (retried)
+    if (retried && !a->exit_status)
         retry_pause(a);
     else if (committed)
         a->retry_ms = 0;
     /* Informational only (lag tools); positions live in the target. */
-    if (l->cnt > 0)
+    if (l->cnt > 0 && !a->early)
         rd_kafka_commit(a->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
     destroy_tables(f->tables, f->ntables);
@@ -970,6 +1001,13 @@ static bool land(applier *a, bool events_ok)
     }
     drop_batch(a);
     a->need_resync = true;
+    if (a->exit_status) {
+        destroy_msgs(f->msgs, f->nmsgs);
+        f->nmsgs = 0;
+        for (size_t i = 0; i < a->nparts; i++)
+            a->parts[i].flying = false;
+        return false;
+    }
     char why[2400] = "";
     if (rejected)
         snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?", rejected->err);
@@ -1020,7 +1058,8 @@ static void prepare_tables(applier *a)
         char err[2048];
         target_status r = target_begin(a->tgt, err, sizeof err);
         for (size_t i = 0; i < n && r == TARGET_OK; i++)
-            r = target_prepare_table(a->tgt, lacking[i]->schema, err, sizeof err);
+            r = target_prepare_table(a->tgt, lacking[i]->schema, batch_only_reads(lacking[i]->b),
+                                     err, sizeof err);
         if (r == TARGET_OK)
             r = target_commit(a->tgt, err, sizeof err);
         if (r != TARGET_OK) {
@@ -1184,7 +1223,8 @@ static bool apply_one_by_one(applier *a)
             r = target_savepoint(a->tgt, "SAVEPOINT cdc_prepare", a->err, sizeof a->err);
             if (r == TARGET_OK)
                 r = guarded(a, "cdc_prepare", &error,
-                            target_prepare_table(a->tgt, s, a->err, sizeof a->err));
+                            target_prepare_table(a->tgt, s, a->ev.op == 'r', a->err,
+                                                 sizeof a->err));
             if (r == TARGET_OK && !error) {
                 single = batch_new(s);
                 target_status ar = TARGET_OK;
@@ -1226,6 +1266,13 @@ static bool apply_one_by_one(applier *a)
             snprintf(d->error, sizeof d->error, "%s", error);
         }
         p->next = after;
+    }
+    if (r == TARGET_FATAL) {
+        target_rollback(a->tgt);
+        cdc_error("%s", a->err);
+        drop_batch(a);
+        a->exit_status = 1;
+        return false;
     }
     bool letters_sent = r != TARGET_OK || send_dead_letters(a);
     a->ndead = 0;
@@ -1287,7 +1334,8 @@ static bool handle_truncate(applier *a, part_state *p, const cdc_table_schema *s
     bool done = false, moved = false;
     target_status r = target_begin(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_OK)
-        r = target_prepare_table(a->tgt, s, a->err, sizeof a->err);
+        r = target_prepare_table(a->tgt, s, strcmp(a->ev.snapshot, "false") != 0, a->err,
+                                 sizeof a->err);
     if (r == TARGET_OK)
         r = target_truncate_arrive(a->tgt, s, p->topic, p->partition, n, a->ev.commit_lsn,
                                    a->ev.ordinal, m->offset, p->stored.next_offset, &done, &moved,
@@ -1353,6 +1401,45 @@ static void check_waiting(applier *a)
     }
 }
 
+/*
+ * Nothing is left to read: add the primary keys of tables whose load is
+ * applied. A load has ended when its last row was read; without that (its
+ * last row went to another process, or this one restarted after it) only
+ * once no event came for LOAD_QUIET_MS, so that a pause in the load does
+ * not make the rest of it pay for the index row by row.
+ */
+static bool finish_loads(applier *a)
+{
+    if (!a->loads_pending || (!a->load_ended && now_ms() - a->last_event_ms < LOAD_QUIET_MS))
+        return true;
+    if (!land(a, true))
+        return false;
+    if (a->need_resync)
+        return true;
+    int added = 0;
+    target_status r = target_finish_loads(a->tgt, &added, a->err, sizeof a->err);
+    if (r == TARGET_FATAL) {
+        cdc_error("%s", a->err);
+        a->exit_status = 1;
+        return false;
+    }
+    if (r == TARGET_RETRY) {
+        target_problem(a, a->err);
+        target_disconnect(a->tgt);
+        return true;
+    }
+    if (r == TARGET_REJECT) {
+        /* Reading the list failed (a privilege): say so, try again later. */
+        cdc_warn("cannot read the tables waiting for their primary key: %s", a->err);
+        a->last_event_ms = now_ms();
+        a->load_ended = false;
+        return true;
+    }
+    a->loads_pending = false;
+    a->load_ended = false;
+    return true;
+}
+
 /* ---- the loop ---- */
 
 static bool poison(applier *a, rd_kafka_message_t *m, part_state *p, const char *why)
@@ -1384,7 +1471,7 @@ static bool start_intact(applier *a, const part_state *p, const rd_kafka_message
     int64_t low = -1, high = -1;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int tries = 0; tries < 3 && !*a->stop; tries++) {
-        err = rd_kafka_query_watermark_offsets(a->rk, p->topic, p->partition, &low, &high, 5000);
+        err = rd_kafka_query_watermark_offsets(a->rd, p->topic, p->partition, &low, &high, 5000);
         if (!err)
             break;
     }
@@ -1475,6 +1562,10 @@ static bool process(applier *a, rd_kafka_message_t *m)
     }
     if (batch_add(tb->b, s, &a->ev, derr, sizeof derr) != 0)
         return poison(a, m, p, derr);
+    if (a->ev.op == 'r') {
+        a->loads_pending = true;
+        a->load_ended |= strcmp(a->ev.snapshot, "last") == 0;
+    }
     p->next.next_offset = m->offset + 1;
     p->next.commit_lsn = a->ev.commit_lsn;
     p->next.ordinal = a->ev.ordinal;
@@ -1484,7 +1575,8 @@ static bool process(applier *a, rd_kafka_message_t *m)
     return true;
 }
 
-static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
+/* The consumer configuration both consumers use (see make_consumer). */
+static rd_kafka_conf_t *consumer_conf(applier *a, char *errstr, size_t errstr_size)
 {
     const apply_config *cfg = a->cfg;
     cdc_kv defaults[] = {
@@ -1512,10 +1604,13 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
-    if (!conf)
-        return NULL;
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, a);
+    if (conf)
+        rd_kafka_conf_set_opaque(conf, a);
+    return conf;
+}
+
+static rd_kafka_t *new_consumer(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
@@ -1524,27 +1619,45 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         return NULL;
     }
     rd_kafka_poll_set_consumer(rk);
-    /*
-     * Every table topic of the prefix: "{prefix}.{schema}.{table}" has a dot
-     * after the schema part, the control topics ({prefix}._schemas,
-     * {prefix}._bootstrap, {prefix}.dlq) have none, so creating them does not
-     * trigger a rebalance. (A dead-letter topic named otherwise is skipped
-     * message by message.)
-     */
-    cdc_buf re;
-    cdc_buf_init(&re);
-    cdc_buf_putc(&re, '^');
+    return rk;
+}
+
+/*
+ * Every table topic of the prefix: "{prefix}.{schema}.{table}" has a dot
+ * after the schema part, the control topics ({prefix}._schemas,
+ * {prefix}._bootstrap, {prefix}.dlq) have none, so creating them does not
+ * trigger a rebalance. (A dead-letter topic named otherwise is skipped
+ * message by message.) The same expression, a POSIX extended one, picks the
+ * topics start_early reads.
+ */
+static void topics_regex(const apply_config *cfg, cdc_buf *re)
+{
+    cdc_buf_putc(re, '^');
     for (const char *c = cfg->topic_prefix; *c; c++) {
         if (strchr(".^$*+?()[]{}|\\", *c))
-            cdc_buf_putc(&re, '\\');
-        cdc_buf_putc(&re, (uint8_t)*c);
+            cdc_buf_putc(re, '\\');
+        cdc_buf_putc(re, (uint8_t)*c);
     }
     /* The second form: a name cut to Kafka's 249 characters, whose cut may
      * have taken the dot after the schema, ends in "_" and 16 hex digits. */
-    cdc_buf_puts(&re, "\\.([^.]+\\..+|[^.]+_");
+    cdc_buf_puts(re, "\\.([^.]+\\..+|[^.]+_");
     for (int i = 0; i < 16; i++) /* no counted repetition in librdkafka's regex */
-        cdc_buf_puts(&re, "[0-9a-f]");
-    cdc_buf_puts(&re, ")$");
+        cdc_buf_puts(re, "[0-9a-f]");
+    cdc_buf_puts(re, ")$");
+}
+
+static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = consumer_conf(a, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_t *rk = new_consumer(conf, errstr, errstr_size);
+    if (!rk)
+        return NULL;
+    cdc_buf re;
+    cdc_buf_init(&re);
+    topics_regex(a->cfg, &re);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, cdc_buf_cstr(&re), RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, l);
@@ -1556,6 +1669,103 @@ static rd_kafka_t *make_consumer(applier *a, char *errstr, size_t errstr_size)
         return NULL;
     }
     return rk;
+}
+
+/*
+ * Starting before the group forms. A consumer group's first join waits
+ * group.initial.rebalance.delay.ms (3 s by default, in Kafka and in
+ * cdc-devbroker) before it assigns anything: a catch-up would sit idle that
+ * long. When the group has no members, a second consumer, outside the
+ * group, reads every partition of the table topics that exist meanwhile,
+ * each from its position in the target like any assigned partition; the
+ * group's first assignment ends it (end_early), and the group's partitions
+ * are positioned from the target again. Exactly once does not rest on the
+ * group: each batch checks, holding the position rows' locks, that its
+ * partitions are where it read them, so a process that starts at the same
+ * moment and applies some of the same partitions costs a re-read, never a
+ * repeat. (A group whose members cannot be listed, as in cdc-devbroker,
+ * counts as empty.)
+ */
+static void start_early(applier *a)
+{
+    if (!a->cfg->read_before_assignment)
+        return;
+    const struct rd_kafka_group_list *gl = NULL;
+    int members = 0;
+    if (rd_kafka_list_groups(a->rk, a->cfg->group_id, &gl, 3000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < gl->group_cnt; i++)
+            if (strcmp(gl->groups[i].group, a->cfg->group_id) == 0)
+                members += gl->groups[i].member_cnt;
+    }
+    if (gl)
+        rd_kafka_group_list_destroy(gl);
+    if (members > 0) {
+        cdc_info("consumer group %s has %d members: waiting for its assignment", a->cfg->group_id,
+                 members);
+        return;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(a->rk, 1, NULL, &md, 10000);
+    if (e) {
+        cdc_debug("no early start: cannot list the topics (%s)", rd_kafka_err2str(e));
+        return;
+    }
+    cdc_buf re;
+    cdc_buf_init(&re);
+    topics_regex(a->cfg, &re);
+    regex_t rx;
+    int rc = regcomp(&rx, cdc_buf_cstr(&re), REG_EXTENDED | REG_NOSUB);
+    cdc_buf_free(&re);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    int ntopics = 0;
+    for (int i = 0; rc == 0 && i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (t->err || regexec(&rx, t->topic, 0, NULL, 0) != 0)
+            continue;
+        ntopics++;
+        for (int k = 0; k < t->partition_cnt; k++)
+            rd_kafka_topic_partition_list_add(l, t->topic, t->partitions[k].id);
+    }
+    if (rc == 0)
+        regfree(&rx);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_conf_t *conf = l->cnt > 0 ? consumer_conf(a, a->err, sizeof a->err) : NULL;
+    rd_kafka_t *early = conf ? new_consumer(conf, a->err, sizeof a->err) : NULL;
+    if (!early) {
+        if (l->cnt > 0)
+            cdc_debug("no early start: %s", a->err);
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    a->early = a->rd = early;
+    a->parts = cdc_xrealloc(a->parts, (a->nparts + (size_t)l->cnt + 1) * sizeof *a->parts);
+    a->tparts = cdc_xrealloc(a->tparts, (a->nparts + (size_t)l->cnt + 1) * sizeof *a->tparts);
+    int64_t lookup_deadline = now_ms() + 2000;
+    for (int i = 0; i < l->cnt && !*a->stop && !a->exit_status; i++)
+        add_part(a, &l->elems[i], lookup_deadline);
+    e = rd_kafka_assign(early, l);
+    if (e)
+        cdc_warn("early start: %s", rd_kafka_err2str(e));
+    else
+        cdc_info("reading %d partitions of %d topics while consumer group %s forms", l->cnt,
+                 ntopics, a->cfg->group_id);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        end_early(a);
+}
+
+/* The group assigned partitions (or the early start failed): its consumer takes over. */
+static void end_early(applier *a)
+{
+    drop_batch(a);
+    clear_parts(a);
+    a->need_resync = false;
+    rd_kafka_t *early = a->early;
+    a->early = NULL;
+    a->rd = a->rk;
+    rd_kafka_consumer_close(early);
+    rd_kafka_destroy(early);
+    cdc_debug("consumer group %s formed: reading its assignment", a->cfg->group_id);
 }
 
 int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
@@ -1588,8 +1798,12 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
     cdc_info("starting: target %s (%d connections), group %s, topics %s.*, errors.tolerance=%s",
              conninfo, a.nwriters, cfg->group_id, cfg->topic_prefix, cfg->errors_tolerance);
 
+    /* Tables left waiting for their key by an earlier run are looked at
+     * once nothing comes for a while. */
+    a.loads_pending = true;
+    a.last_event_ms = now_ms();
     if (ensure_target(&a))
-        a.rk = make_consumer(&a, a.err, sizeof a.err);
+        a.rd = a.rk = make_consumer(&a, a.err, sizeof a.err);
     if (!a.rk && !*stop && !a.exit_status) {
         cdc_error("%s", a.err);
         a.exit_status = 1;
@@ -1604,6 +1818,8 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         cdc_registry_load_prefix(a.reg, cdc_kv_get(&cfg->kafka, "bootstrap.servers"), &cfg->kafka,
                                  cfg->topic_prefix, 10000, a.err, sizeof a.err) < 0)
         cdc_debug("schemas not read ahead: %s", a.err);
+    if (a.rk)
+        start_early(&a);
     while (a.rk && !*stop && !a.exit_status) {
         /* (The writers' connections are checked when no batch is in flight;
          * one lost meanwhile shows in the flight's outcome.) */
@@ -1613,6 +1829,7 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
             continue;
         int64_t deadline = 0;
         unsigned since_clock = 0;
+        bool idle = false;
         while (!*stop && a.nmsgs < (size_t)cfg->batch_max_events &&
                a.bytes < (size_t)cfg->batch_max_bytes && !a.need_resync && !a.exit_status) {
             /*
@@ -1622,6 +1839,10 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
              */
             rd_kafka_message_t *m = NULL;
             if (deadline && ++since_clock < 256)
+                m = rd_kafka_consumer_poll(a.rd, 0);
+            /* While the group forms its consumer is polled too: that is
+             * where its assignment arrives (on_rebalance). */
+            if (!m && a.early)
                 m = rd_kafka_consumer_poll(a.rk, 0);
             if (!m) {
                 since_clock = 0;
@@ -1637,13 +1858,15 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                 if (deadline && !(a.fl.active && atomic_load(&a.fl.writing) > 0))
                     break;
                 int wait = deadline ? (int)(deadline - now) : 200;
-                m = rd_kafka_consumer_poll(a.rk, deadline && wait > 5 ? 5 : wait);
+                m = rd_kafka_consumer_poll(a.rd, deadline && wait > 5 ? 5 : wait);
                 if (deadline)
                     a.starved_ms += now_ms() - now;
             }
             if (!m) {
-                if (!deadline)
-                    break; /* idle: look at waiting partitions */
+                if (!deadline) {
+                    idle = true; /* look at waiting partitions and loads */
+                    break;
+                }
                 continue;
             }
             if (m->err) {
@@ -1684,9 +1907,13 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
         }
         if (a.exit_status || *stop)
             break;
+        if (deadline) /* events came */
+            a.last_event_ms = now_ms();
         if (!a.need_resync && !flush_batch(&a))
             break;
         check_waiting(&a);
+        if (idle && !a.need_resync && !finish_loads(&a))
+            break;
         int64_t now = now_ms();
         if (now - a.stat_since >= cfg->stats_interval_ms) {
             a.total_events += a.stat_events;
@@ -1706,6 +1933,37 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
 
     land(&a, false); /* a batch in flight is finished, the one being built abandoned */
     drop_batch(&a);
+    if (a.loads_pending && target_connected(a.tgt)) {
+        cdc_buf names;
+        cdc_buf_init(&names);
+        if (target_pending_loads(a.tgt, &names, a.err, sizeof a.err) == TARGET_OK && names.len)
+            cdc_warn("still without their primary key (their load is not applied yet): %s; "
+                     "cdc-apply adds it when it runs again and the load is applied",
+                     cdc_buf_cstr(&names));
+        cdc_buf_free(&names);
+    }
+    if (a.early)
+        end_early(&a);
+    if (a.rk && !a.assigned) {
+        /*
+         * librdkafka 2.0 aborts (an assertion in the cooperative-sticky
+         * assignor) when a consumer is destroyed after its JoinGroup
+         * response but before its first assignment; 2.3 fixed it. A stop
+         * during the start (the early read makes that likely) waits for
+         * that assignment, which on_rebalance takes without reading. (A
+         * consumer without a member id has no JoinGroup response yet.)
+         */
+        char *member = rd_kafka_memberid(a.rk);
+        bool joining = member && *member;
+        if (member)
+            rd_kafka_mem_free(a.rk, member);
+        int64_t until = now_ms() + 30000;
+        while (joining && !a.assigned && now_ms() < until) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(a.rk, 100);
+            if (m)
+                rd_kafka_message_destroy(m);
+        }
+    }
     if (a.rk) {
         rd_kafka_consumer_close(a.rk);
         rd_kafka_destroy(a.rk);

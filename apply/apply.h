@@ -23,6 +23,7 @@ typedef struct apply_config {
     char *dlq_topic;        /* empty = {prefix}.dlq */
     bool auto_create;
     bool auto_evolve;
+    bool read_before_assignment;
     char *state_schema;
     char *log_level;
     cdc_kv_list kafka;

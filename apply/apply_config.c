@@ -36,6 +36,11 @@ static const cdc_cfg_key apply_keys[] = {
      "create missing schemas, enum types and tables from the event schema"},
     {"auto.evolve", CDC_CFG_BOOL, K(auto_evolve), false, "true", 0, 0, NULL,
      "add columns that appear in a newer event schema"},
+    {"read.before.assignment", CDC_CFG_BOOL, K(read_before_assignment), false, "true", 0, 0,
+     NULL,
+     "while the consumer group forms at start (Kafka waits group.initial.rebalance.delay.ms, "
+     "3 s by default), read and apply every partition of the existing topics, unless the group "
+     "has members already; the positions in the target keep this exactly once"},
     {"state.schema", CDC_CFG_STR, K(state_schema), false, "cdc", 0, 0, NULL,
      "schema in the target where cdc-apply records applied positions"},
     {"stats.interval.ms", CDC_CFG_INT, K(stats_interval_ms), false, "10000", 100, 3600000, NULL,

@@ -36,6 +36,7 @@ struct batch {
     batch_val *ev_before, *ev_after; /* the event being added, in batch column order */
     int *map;                        /* event column -> batch column */
     int map_cap;
+    bool mixed; /* an event other than a read of a key new to the batch was added */
 };
 
 batch *batch_new(const cdc_table_schema *schema)
@@ -72,6 +73,7 @@ void batch_destroy(batch *b)
 void batch_clear(batch *b)
 {
     b->nrows = 0;
+    b->mixed = false;
     memset(b->slots, 0, b->nslots * sizeof *b->slots);
     cdc_buf_reset(&b->arena);
 }
@@ -94,6 +96,11 @@ const char *batch_text(const batch *b, const batch_val *v)
 bool batch_keyless(const batch *b)
 {
     return b->schema->nkey == 0;
+}
+
+bool batch_only_reads(const batch *b)
+{
+    return b->nrows > 0 && !b->mixed && b->schema->nkey > 0;
 }
 
 /*
@@ -282,6 +289,7 @@ static int add_keyed(batch *b, const cdc_event *ev, char *errstr, size_t errstr_
     if (fresh)
         b->slots[slot] = b->nrows + 1;
     batch_row *r = fresh ? new_row(b, h) : &b->rows[b->slots[slot] - 1];
+    b->mixed |= ev->op != 'r' || !fresh;
 
     if (ev->op == 'd') {
         r->op = BATCH_DELETE;
@@ -312,6 +320,7 @@ static int add_keyed(batch *b, const cdc_event *ev, char *errstr, size_t errstr_
 static void add_keyless(batch *b, const cdc_event *ev)
 {
     batch_row *r = new_row(b, 0);
+    b->mixed = true;
     switch (ev->op) {
     case 'u':
         r->op = BATCH_ROW_UPDATE;

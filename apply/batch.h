@@ -100,5 +100,12 @@ const batch_row *batch_row_at(const batch *b, size_t i);
 const char *batch_text(const batch *b, const batch_val *v);
 /* True when the table has no key: rows are in event order, unreduced. */
 bool batch_keyless(const batch *b);
+/*
+ * True when the batch holds rows and every event added was a snapshot read
+ * ('r') of a key not already in the batch (a table with a key): its rows are
+ * plain inserts of distinct keys, which a table whose primary key waits for
+ * the end of its load (target.h) takes without a conflict check.
+ */
+bool batch_only_reads(const batch *b);
 
 #endif

@@ -338,7 +338,8 @@ static bool first_enum_use(const cdc_table_schema *s, int i)
  * Enums are created here too, guarded, so the script stands alone; a caller
  * that already ran sql_create_enum for missing types loses nothing.
  */
-int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size_t errstr_size)
+int sql_create_table(cdc_buf *out, const cdc_table_schema *s, bool primary_key, char *errstr,
+                     size_t errstr_size)
 {
     size_t mark = out->len;
     for (int i = 0; i < s->nfields; i++)
@@ -358,7 +359,7 @@ int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size
         sql_ident(out, s->fields[i].pg_name);
         cdc_buf_printf(out, " %s%s", s->fields[i].pg_type, s->fields[i].nullable ? "" : " NOT NULL");
     }
-    if (s->nkey > 0) {
+    if (s->nkey > 0 && primary_key) {
         cdc_buf_puts(out, s->nfields ? ", PRIMARY KEY (" : "PRIMARY KEY (");
         for (int k = 0; k < s->nkey; k++) {
             cdc_buf_puts(out, k ? ", " : "");
@@ -371,6 +372,19 @@ int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size
 fail:
     out->len = mark;
     return -1;
+}
+
+void sql_add_primary_key(cdc_buf *out, const char *schema, const char *table,
+                         const char *const *cols, int ncols)
+{
+    cdc_buf_puts(out, "ALTER TABLE ");
+    sql_qualified(out, schema, table);
+    cdc_buf_puts(out, " ADD PRIMARY KEY (");
+    for (int k = 0; k < ncols; k++) {
+        cdc_buf_puts(out, k ? ", " : "");
+        sql_ident(out, cols[k]);
+    }
+    cdc_buf_putc(out, ')');
 }
 
 /*

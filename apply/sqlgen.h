@@ -39,10 +39,16 @@ bool sql_type_ok(const char *t);
  * whose type does not exist (guarded with a DO block or a catalog check done
  * by the caller: here, statements that are safe to run when it exists), and
  * CREATE TABLE IF NOT EXISTS with the original types, NOT NULL where
- * pg.nullable is false, and PRIMARY KEY (key columns). Appends to out.
- * Returns 0, or -1 with errstr (unsafe type name).
+ * pg.nullable is false, and PRIMARY KEY (key columns) unless `primary_key`
+ * is false (a table created for a load gets it afterwards:
+ * sql_add_primary_key). Appends to out. Returns 0, or -1 with errstr
+ * (unsafe type name).
  */
-int sql_create_table(cdc_buf *out, const cdc_table_schema *s, char *errstr, size_t errstr_size);
+int sql_create_table(cdc_buf *out, const cdc_table_schema *s, bool primary_key, char *errstr,
+                     size_t errstr_size);
+/* ALTER TABLE "schema"."table" ADD PRIMARY KEY ("col", ...): no terminator. */
+void sql_add_primary_key(cdc_buf *out, const char *schema, const char *table,
+                         const char *const *cols, int ncols);
 /*
  * CREATE TYPE <pg_type> AS ENUM (<labels of enum_json>) for an enum field.
  * The caller checks first that the type does not exist (to_regtype).

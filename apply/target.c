@@ -47,6 +47,10 @@ struct target {
     size_t nmerge_only;
     char **direct_ok; /* tables with a unique index on the key: COPY may be tried */
     size_t ndirect_ok;
+    /* Tables known to have their key (not waiting for it after a load); the
+     * first nkeyed_committed were seen in committed transactions. */
+    char **keyed;
+    size_t nkeyed, nkeyed_committed;
 };
 
 target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
@@ -65,12 +69,20 @@ target *target_new(const char *conninfo, const char *state_schema, const char *g
     return t;
 }
 
+static void forget_keyed(target *t, size_t keep)
+{
+    while (t->nkeyed > keep)
+        free(t->keyed[--t->nkeyed]);
+    t->nkeyed_committed = t->nkeyed_committed < keep ? t->nkeyed_committed : keep;
+}
+
 void target_disconnect(target *t)
 {
     if (t->conn)
         PQfinish(t->conn);
     t->conn = NULL;
     t->nready = 0; /* re-check tables after a reconnect */
+    forget_keyed(t, 0);
 }
 
 void target_destroy(target *t)
@@ -88,6 +100,7 @@ void target_destroy(target *t)
     for (size_t i = 0; i < t->ndirect_ok; i++)
         free(t->direct_ok[i]);
     free(t->direct_ok);
+    free(t->keyed);
     cdc_buf_free(&t->sql);
     cdc_buf_free(&t->copy);
     free(t);
@@ -219,8 +232,13 @@ target_status target_connect(target *t, char *errstr, size_t errstr_size)
                    " commit_lsn bigint NOT NULL, ordinal bigint NOT NULL,"
                    " event_offset bigint NOT NULL,"
                    " PRIMARY KEY (group_id, topic, commit_lsn, ordinal, partition));"
+                   "CREATE TABLE IF NOT EXISTS %s.apply_deferred_keys ("
+                   " schema_name text NOT NULL, table_name text NOT NULL,"
+                   " key_columns text[] NOT NULL,"
+                   " created_at timestamptz NOT NULL DEFAULT now(),"
+                   " PRIMARY KEY (schema_name, table_name));"
                    "COMMIT",
-                   t->state_schema, t->state_schema, t->state_schema);
+                   t->state_schema, t->state_schema, t->state_schema, t->state_schema);
     target_status r = run(t, cdc_buf_cstr(b), errstr, errstr_size);
     if (r != TARGET_OK) {
         target_disconnect(t);
@@ -267,6 +285,7 @@ target_status target_commit(target *t, char *errstr, size_t errstr_size)
     if (r == TARGET_OK) {
         for (size_t i = 0; i < t->nready; i++)
             t->ready[i].committed = true;
+        t->nkeyed_committed = t->nkeyed;
     } else {
         /* A failed COMMIT leaves nothing: the transaction is gone either way. */
         r = TARGET_RETRY;
@@ -280,7 +299,9 @@ void target_rollback(target *t)
         PGresult *res = PQexec(t->conn, "ROLLBACK");
         PQclear(res);
     }
-    /* Tables prepared inside the transaction may be gone again. */
+    /* Tables prepared inside the transaction may be gone again, and keys
+     * added in it are not there. */
+    forget_keyed(t, t->nkeyed_committed);
     size_t k = 0;
     for (size_t i = 0; i < t->nready; i++)
         if (t->ready[i].committed)
@@ -400,6 +421,14 @@ static void array_int(cdc_buf *b, long long v)
     char num[24];
     snprintf(num, sizeof num, "%lld", v);
     array_elem(b, num);
+}
+
+static void key_array(cdc_buf *out, const cdc_table_schema *s)
+{
+    cdc_buf_puts(out, "{");
+    for (int k = 0; k < s->nkey; k++)
+        array_elem(out, s->fields[s->key_idx[k]].pg_name);
+    cdc_buf_putc(out, '}');
 }
 
 /* "{...}" array literals of the partitions' topics and numbers. */
@@ -656,7 +685,13 @@ static target_status relax_not_null(target *t, const cdc_table_schema *s, PGresu
     return TARGET_OK;
 }
 
-target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
+static void name_add(char ***names, size_t *n, const char *name);
+static bool name_in(char *const *names, size_t n, const char *name);
+
+/* {"a","b"}: the key columns' true names as a text[] literal. */
+static void key_array(cdc_buf *out, const cdc_table_schema *s);
+
+target_status target_prepare_table(target *t, const cdc_table_schema *s, bool load, char *errstr,
                                    size_t errstr_size)
 {
     if (is_ready(t, s))
@@ -736,14 +771,38 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, char *e
             if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
                 goto done;
         }
+        bool defer = load && s->nkey > 0;
         cdc_buf_reset(sql);
-        if (sql_create_table(sql, s, errstr, errstr_size) != 0) {
+        if (sql_create_table(sql, s, !defer, errstr, errstr_size) != 0) {
             r = TARGET_REJECT;
             goto done;
         }
         if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
             goto done;
-        cdc_info("created table %s", cdc_buf_cstr(&qname));
+        if (defer) {
+            cdc_buf keys;
+            cdc_buf_init(&keys);
+            key_array(&keys, s);
+            const char *dv[] = {s->schema_name, s->table_name, cdc_buf_cstr(&keys)};
+            cdc_buf_reset(sql);
+            cdc_buf_printf(sql,
+                           "INSERT INTO %s.apply_deferred_keys (schema_name, table_name, "
+                           "key_columns) VALUES ($1, $2, $3::text[]) ON CONFLICT DO NOTHING",
+                           t->state_schema);
+            r = run_params(t, cdc_buf_cstr(sql), 3, dv, NULL, errstr, errstr_size);
+            cdc_buf_free(&keys);
+            if (r != TARGET_OK)
+                goto done;
+            /* A table of that name seen keyed earlier was dropped meanwhile. */
+            for (size_t i = 0; i < t->nkeyed; i++)
+                if (strcmp(t->keyed[i], cdc_buf_cstr(&qname)) == 0)
+                    t->keyed[i][0] = '\0';
+            cdc_info("created table %s for a load: its primary key is added once the load is "
+                     "applied",
+                     cdc_buf_cstr(&qname));
+        } else {
+            cdc_info("created table %s", cdc_buf_cstr(&qname));
+        }
     } else {
         for (int i = 0; i < s->nfields; i++) {
             int have = -1;
@@ -952,10 +1011,7 @@ static target_status check_direct(target *t, const cdc_table_schema *s, const ch
     }
     cdc_buf keys;
     cdc_buf_init(&keys);
-    cdc_buf_puts(&keys, "{");
-    for (int k = 0; k < s->nkey; k++)
-        array_elem(&keys, s->fields[s->key_idx[k]].pg_name);
-    cdc_buf_putc(&keys, '}');
+    key_array(&keys, s);
     const char *vals[] = {qname, cdc_buf_cstr(&keys)};
     PGresult *res = NULL;
     target_status r =
@@ -1027,6 +1083,135 @@ out:
     return r;
 }
 
+/* ---- loads: the primary key after the rows ---- */
+
+/*
+ * Take the table off the list of those waiting for their key and add the
+ * key, in the caller's transaction. The DELETE locks the row: writers of
+ * the load (who hold it FOR KEY SHARE) have committed, and later ones wait
+ * for this transaction, then see no row. *had: the table was waiting.
+ */
+#define TAKE_DEFERRED_SQL                                                                          \
+    "WITH d AS (DELETE FROM %s.apply_deferred_keys WHERE schema_name = $1 AND table_name = $2 "   \
+    "RETURNING key_columns) "                                                                      \
+    "SELECT k.col FROM d, unnest(d.key_columns) WITH ORDINALITY AS k(col, n) ORDER BY k.n"
+
+static target_status add_key(target *t, const char *nsp, const char *rel, bool *had, char *errstr,
+                             size_t errstr_size)
+{
+    const char *vals[] = {nsp, rel};
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql, TAKE_DEFERRED_SQL, t->state_schema);
+    PGresult *res = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 2, vals, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    int ncols = PQntuples(res);
+    *had = ncols > 0;
+    if (ncols > 0) {
+        const char **cols = cdc_xcalloc((size_t)ncols, sizeof *cols);
+        for (int i = 0; i < ncols; i++)
+            cols[i] = PQgetvalue(res, i, 0);
+        cdc_buf_reset(&t->sql);
+        sql_add_primary_key(&t->sql, nsp, rel, cols, ncols);
+        free(cols);
+        r = run(t, cdc_buf_cstr(&t->sql), errstr, errstr_size);
+    }
+    PQclear(res);
+    if (r == TARGET_REJECT) {
+        char pgerr[1536];
+        snprintf(pgerr, sizeof pgerr, "%s", errstr);
+        snprintf(errstr, errstr_size,
+                 "cannot add the primary key of %s.%s after its load: %s (the table holds rows "
+                 "that are not the load's: fix them, then restart cdc-apply, which adds the key "
+                 "again)",
+                 nsp, rel, pgerr);
+        r = TARGET_FATAL;
+    }
+    if (r == TARGET_OK && *had)
+        cdc_info("added the primary key of %s.%s (its load is applied)", nsp, rel);
+    return r;
+}
+
+/*
+ * Whether the table of `s` still waits for its key. With `finish` the key
+ * is added now (in this transaction) and *waiting comes back false;
+ * without, the row is locked FOR KEY SHARE so the key cannot be added under
+ * this transaction's COPY. Tables known to have their key ask nothing.
+ */
+static target_status deferred_key(target *t, const cdc_table_schema *s, const char *qname,
+                                  bool finish, bool *waiting, char *errstr, size_t errstr_size)
+{
+    *waiting = false;
+    if (name_in(t->keyed, t->nkeyed, qname))
+        return TARGET_OK;
+    target_status r;
+    if (finish) {
+        bool had;
+        r = add_key(t, s->schema_name, s->table_name, &had, errstr, errstr_size);
+    } else {
+        const char *vals[] = {s->schema_name, s->table_name};
+        cdc_buf_reset(&t->sql);
+        cdc_buf_printf(&t->sql,
+                       "SELECT 1 FROM %s.apply_deferred_keys WHERE schema_name = $1 AND "
+                       "table_name = $2 FOR KEY SHARE",
+                       t->state_schema);
+        PGresult *res = NULL;
+        r = run_params(t, cdc_buf_cstr(&t->sql), 2, vals, &res, errstr, errstr_size);
+        if (r == TARGET_OK)
+            *waiting = PQntuples(res) == 1;
+        PQclear(res);
+    }
+    if (r == TARGET_OK && !*waiting)
+        name_add(&t->keyed, &t->nkeyed, qname);
+    return r;
+}
+
+target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size)
+{
+    *added = 0;
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "SELECT schema_name, table_name FROM %s.apply_deferred_keys "
+                   "ORDER BY schema_name, table_name",
+                   t->state_schema);
+    PGresult *list = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, &list, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    for (int i = 0; i < PQntuples(list) && r == TARGET_OK; i++) {
+        if ((r = target_begin(t, errstr, errstr_size)) != TARGET_OK)
+            break;
+        bool had = false;
+        r = add_key(t, PQgetvalue(list, i, 0), PQgetvalue(list, i, 1), &had, errstr, errstr_size);
+        if (r == TARGET_OK)
+            r = target_commit(t, errstr, errstr_size);
+        else
+            target_rollback(t);
+        *added += r == TARGET_OK && had;
+    }
+    PQclear(list);
+    return r;
+}
+
+target_status target_pending_loads(target *t, cdc_buf *names, char *errstr, size_t errstr_size)
+{
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql,
+                   "SELECT schema_name, table_name FROM %s.apply_deferred_keys "
+                   "ORDER BY schema_name, table_name",
+                   t->state_schema);
+    PGresult *res = NULL;
+    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, &res, errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    for (int i = 0; i < PQntuples(res); i++)
+        cdc_buf_printf(names, "%s%s.%s", i ? ", " : "", PQgetvalue(res, i, 0),
+                       PQgetvalue(res, i, 1));
+    PQclear(res);
+    return TARGET_OK;
+}
+
 target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
                                  size_t errstr_size)
 {
@@ -1036,8 +1221,25 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
         return TARGET_OK;
     if (batch_keyless(b))
         return apply_keyless(t, s, b, errstr, errstr_size);
+    cdc_buf qname;
+    cdc_buf_init(&qname);
+    sql_qualified(&qname, s->schema_name, s->table_name);
+    bool reads = batch_only_reads(b), waiting = false;
+    target_status r =
+        deferred_key(t, s, cdc_buf_cstr(&qname), !reads, &waiting, errstr, errstr_size);
+    cdc_buf_free(&qname);
+    if (r != TARGET_OK)
+        return r;
+    if (waiting) {
+        /* Distinct new keys into a table without its key yet: nothing to
+         * merge and no index to maintain. */
+        size_t ops[128] = {0};
+        cdc_buf_reset(&t->sql);
+        sql_copy_table(&t->sql, s);
+        return copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, ops, errstr, errstr_size);
+    }
     bool done = false;
-    target_status r = try_direct(t, s, b, &done, errstr, errstr_size);
+    r = try_direct(t, s, b, &done, errstr, errstr_size);
     if (r != TARGET_OK || done)
         return r;
     t->stage_dirty = true;

@@ -29,6 +29,8 @@ typedef enum target_status {
     TARGET_OK = 0,
     TARGET_RETRY = 1,  /* connection lost or similar: reconnect, replay */
     TARGET_REJECT = 2, /* the target refused the rows: errstr and sqlstate say why */
+    TARGET_FATAL = 3,  /* the target cannot be brought where the events need it (a load's
+                          primary key cannot be added): no event is at fault; stop */
 } target_status;
 
 target *target_new(const char *conninfo, const char *state_schema, const char *group_id,
@@ -81,12 +83,34 @@ target_status target_save_positions(target *t, const target_part *parts, size_t 
 
 /* True if the table of `s` is known to exist with all its columns on this connection. */
 bool target_table_ready(const target *t, const cdc_table_schema *s);
-/* Make sure the table of `s` exists with all its columns (auto.create/evolve). */
-target_status target_prepare_table(target *t, const cdc_table_schema *s, char *errstr,
+/*
+ * Make sure the table of `s` exists with all its columns (auto.create/evolve).
+ * `load`: the rows about to be written are a bootstrap's snapshot reads. A
+ * table with a key that has to be created for them is created without its
+ * primary key, which is added once its load is applied (below): one index
+ * build instead of millions of inserts into the index in no particular
+ * order. {state.schema}.apply_deferred_keys lists such tables, in the same
+ * transaction as the table itself.
+ */
+target_status target_prepare_table(target *t, const cdc_table_schema *s, bool load, char *errstr,
                                    size_t errstr_size);
-/* Write the reduced rows of `b` (whose schema is `s`). */
+/*
+ * Write the reduced rows of `b` (whose schema is `s`). A table still waiting
+ * for its primary key takes a batch of nothing but reads (batch_only_reads)
+ * with a plain COPY; any other batch first adds the key (in this
+ * transaction), then is written as usual. A key that cannot be added (the
+ * table holds a duplicate: rows from elsewhere) returns TARGET_FATAL.
+ */
 target_status target_apply_batch(target *t, const cdc_table_schema *s, const batch *b, char *errstr,
                                  size_t errstr_size);
+/*
+ * Add the primary key of every table still waiting for it, each in a
+ * transaction of its own (outside any batch); *added counts them.
+ * TARGET_FATAL as above.
+ */
+target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size);
+/* The tables still waiting for their primary key, as "schema.table, ..." (empty: none). */
+target_status target_pending_loads(target *t, cdc_buf *names, char *errstr, size_t errstr_size);
 /*
  * Empty the stage of `s`. The stage is ON COMMIT DELETE ROWS, so this is
  * only needed when one transaction writes the same table twice.

@@ -97,11 +97,15 @@ CAP_PID=$!
 # Done when cdc-apply's positions, saved in the same transactions as the
 # rows, cover every event of the topic (cheap to poll: counting the table
 # five times a second took a good part of a core from the pipeline under
-# test), then the row count is checked.
+# test) and the table has its primary key (cdc-apply adds it once the load
+# is applied), then the row count is checked.
 applied() {
     "${PSQL[@]}" -d pipe -Atc "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'" 2>/dev/null || echo 0
 }
-until [ "$(applied)" -ge "$ROWS" ] &&
+has_key() {
+    "${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass('public.payments') AND indisprimary" 2>/dev/null || echo 0
+}
+until [ "$(applied)" -ge "$ROWS" ] && [ "$(has_key)" = 1 ] &&
       [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM payments" 2>/dev/null || echo 0)" = "$ROWS" ]; do
     kill -0 "$APPLY_PID" 2>/dev/null || { echo "cdc-apply exited:" >&2; cat "$WORK/apply.log" >&2; exit 1; }
     if [ -n "$CAP_PID" ] && ! kill -0 "$CAP_PID" 2>/dev/null; then

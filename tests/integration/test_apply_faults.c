@@ -1110,6 +1110,8 @@ Test(apply_faults, a_recorded_position_deleted_by_retention_stops_cdc_apply)
  * offset 0 and gets stuck the same way. When the lock goes, only one of the
  * two may apply those events: the other must find the position row the
  * first one wrote and read again from there. (Before the fix both did.)
+ * The group hands the partition over here, so neither reads before its
+ * group forms (the next test has both do that).
  */
 Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
 {
@@ -1117,7 +1119,8 @@ Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
     th_sql(dst, "CREATE TABLE ins (seq bigint, note text)");
     PGconn *locker = th_pg_connect(&pg, "dst");
     th_sql(locker, "BEGIN; LOCK TABLE ins IN SHARE MODE");
-    const char *const extra[] = {"kafka.max.poll.interval.ms=7000", NULL};
+    const char *const extra[] = {"kafka.max.poll.interval.ms=7000", "read.before.assignment=false",
+                                 NULL};
     start_apply(&app, "apply1.log", extra);
     th_sql(src, "INSERT INTO ins SELECT g, 'first' FROM generate_series(1, 100) g");
     /* A blocks in its batch; past 7 s the group drops it. */
@@ -1140,6 +1143,52 @@ Test(apply_faults, two_owners_of_a_partition_without_a_position_apply_it_once)
     usleep(2000 * 1000); /* anything applied twice would have landed by now */
     assert_no_double_apply();
     th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"ins", NULL}, 10000, &app2);
+    stop_clean(&app, "cdc-apply (1)");
+    stop_clean(&app2, "cdc-apply (2)");
+}
+
+/*
+ * Two processes started together both read every partition while their
+ * group forms (cdc-devbroker cannot list a group's members, so each finds
+ * it empty) and both hold a first batch of the same partitions, stuck
+ * behind the test's lock. When it goes, each event is applied once: the
+ * positions, not the group, decide.
+ */
+Test(apply_faults, two_processes_reading_before_their_group_forms_apply_each_event_once)
+{
+    th_capture_start(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL);
+    th_sql(dst, "CREATE TABLE ins (seq bigint, note text)");
+    th_sql(src, "INSERT INTO ins SELECT g, 'before' FROM generate_series(1, 100) g");
+    char topic[256];
+    th_topic("public", "ins", topic, sizeof topic);
+    th_consume_opts o = {
+        .bootstrap = broker.bootstrap, .topic = topic, .want = 100, .timeout_ms = 30000};
+    th_msgs *m = th_consume(&o);
+    cr_assert_eq(m->n, 100, "the topic should hold the 100 inserts first");
+    th_msgs_free(m);
+    PGconn *locker = th_pg_connect(&pg, "dst");
+    th_sql(locker, "BEGIN; LOCK TABLE ins IN SHARE MODE");
+    start_apply(&app, "apply1.log", NULL);
+    start_apply(&app2, "apply2.log", NULL);
+    cr_assert(th_wait_log(log_path("apply1.log"), "while consumer group", 30000) &&
+                  th_wait_log(log_path("apply2.log"), "while consumer group", 30000),
+              "both should read before their group forms");
+    long stuck = 0;
+    for (int i = 0; i < 300 && stuck < 2; i++, usleep(50 * 1000))
+        stuck = try_long(dst, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND application_name = 'cdc-apply'");
+    /* One waits for the lock on ins, the other for the first one's claim of
+     * the partition's position row. */
+    cr_assert_geq(stuck, 2, "both processes should be writing ins");
+    cr_assert_eq(last_assigned("apply1.log"), -1, "cdc-apply (1) was assigned partitions already");
+    th_sql(locker, "COMMIT");
+    PQfinish(locker);
+    th_sql(src, "INSERT INTO ins SELECT g, 'after' FROM generate_series(101, 200) g");
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"ins", NULL}, CONVERGE_MS,
+                             &app);
+    usleep(2000 * 1000); /* anything applied twice would have landed by now */
+    assert_no_double_apply();
+    cr_assert_eq(try_long(dst, "SELECT count(*) FROM ins"), 200);
     stop_clean(&app, "cdc-apply (1)");
     stop_clean(&app2, "cdc-apply (2)");
 }

@@ -111,9 +111,43 @@ static void wait_caught_up(void)
               "capture did not confirm the WAL end within 60 s");
 }
 
+/* The primary key of `table` as "(cols)" or "none" (pg_get_constraintdef). */
+static char *key_of(PGconn *c, const char *table)
+{
+    return th_sql_value(c,
+                        "SELECT coalesce((SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                        "WHERE conrelid = to_regclass('%s') AND contype = 'p'), 'none')",
+                        table);
+}
+
+/*
+ * A table cdc-apply creates for a load gets its primary key once the load
+ * is applied: wait for each table's key to be the source's, and for no
+ * table to be left waiting.
+ */
+static void assert_keys_like_source(const char *const *tables)
+{
+    for (; *tables; tables++) {
+        char *want = key_of(src, *tables), *got = NULL;
+        for (int i = 0; i < 300; i++, usleep(100 * 1000)) {
+            free(got);
+            got = key_of(dst, *tables);
+            if (strcmp(got, want) == 0)
+                break;
+        }
+        cr_assert_str_eq(got, want, "%s: the target's primary key is %s, the source's %s",
+                         *tables, got, want);
+        free(got);
+        free(want);
+    }
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM cdc.apply_deferred_keys"), 0,
+                 "tables still wait for their key");
+}
+
 static void converge_within(const char *const *tables, int timeout_ms)
 {
     th_assert_converge_alive(&pg, "src", "dst", tables, timeout_ms, &app);
+    assert_keys_like_source(tables);
 }
 
 static void converge(const char *const *tables)
@@ -1286,6 +1320,113 @@ Test(bootstrap, ddl_queued_behind_a_split_table_restarts_the_load_instead_of_han
     th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
     wait_caught_up();
     converge((const char *const[]){"y", "x", NULL});
+}
+
+/* ---- 5b. the primary key of a table created for a load ------------------------------ */
+
+/*
+ * A load of `rows` rows of big (bootstrap.mode=only) sits in Kafka; then
+ * cdc-apply applies it in batches of 500, each held 0.2 s by a statement
+ * trigger that an event trigger adds when cdc-apply creates big, and is
+ * killed once some batches are in: big then has rows and no primary key,
+ * and is listed in cdc.apply_deferred_keys. The trigger is dropped again.
+ */
+static void apply_killed_during_a_load(long rows)
+{
+    const tspec T[] = {{"big", rows, 0}, {NULL, 0, 0}};
+    precreate_topic("big", 4);
+    prepare_tables(T);
+    th_sql(dst, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END$$;"
+                "CREATE FUNCTION add_slow() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN "
+                " IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = "
+                "  'CREATE TABLE' AND object_identity = 'public.big') THEN "
+                "  CREATE TRIGGER slow AFTER INSERT ON public.big "
+                "  FOR EACH STATEMENT EXECUTE FUNCTION slow(); END IF; END$$;"
+                "CREATE EVENT TRIGGER add_slow ON ddl_command_end EXECUTE FUNCTION add_slow()");
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL,
+                     (const char *const[]){"bootstrap.mode=only", NULL});
+    cr_assert_eq(th_proc_wait(&cap, LOAD_MS, NULL), 0, "the load did not end");
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply1.log",
+                   (const char *const[]){"batch.max.events=500", NULL});
+    long n = 0;
+    for (int i = 0; i < 600 && n < rows / 10; i++, usleep(50 * 1000))
+        if (th_sql_long(dst, "SELECT count(*) FROM pg_class WHERE relname = 'big'") > 0)
+            n = th_sql_long(dst, "SELECT count(*) FROM big");
+    kill9(&app);
+    n = th_sql_long(dst, "SELECT count(*) FROM big");
+    cr_assert(n >= rows / 10 && n < rows, "killed with %ld of %ld rows applied", n, rows);
+    char *key = key_of(dst, "big");
+    cr_assert_str_eq(key, "none", "big has its key before its load is applied");
+    free(key);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM cdc.apply_deferred_keys WHERE "
+                                  "schema_name = 'public' AND table_name = 'big'"),
+                 1);
+    th_sql(dst, "DROP EVENT TRIGGER add_slow; DROP TRIGGER slow ON big");
+}
+
+/*
+ * cdc-apply is killed while a table it created for a load waits for its
+ * primary key: the restart goes on loading it without the key, then adds it.
+ */
+Test(bootstrap, apply_killed_during_a_load_goes_on_and_adds_the_key_at_the_end)
+{
+    apply_killed_during_a_load(20000);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply2.log", NULL);
+    converge((const char *const[]){"big", NULL});
+    cr_assert(th_wait_log(log_path("apply1.log"), "created table \"public\".\"big\" for a load", 0));
+    cr_assert(th_wait_log(log_path("apply2.log"), "added the primary key of public.big", 0));
+}
+
+/*
+ * Rows that are not the load's in a table waiting for its key (here a
+ * duplicate of a loaded row, written by hand) make adding the key fail:
+ * cdc-apply stops with exit status 1 naming the table, even with
+ * errors.tolerance=all (no event is at fault: none is dead-lettered), and
+ * adds the key once the duplicate is gone.
+ */
+Test(bootstrap, a_duplicate_in_a_table_waiting_for_its_key_stops_apply_until_fixed)
+{
+    apply_killed_during_a_load(20000);
+    th_sql(dst, "INSERT INTO big SELECT * FROM big WHERE id = (SELECT min(id) FROM big)");
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply2.log",
+                   (const char *const[]){"errors.tolerance=all", NULL});
+    int status = 0;
+    cr_assert_neq(th_proc_wait(&app, 60000, &status), -1, "cdc-apply did not stop");
+    cr_assert_eq(th_proc_exit_code(&app), 1, "exit status %d", th_proc_exit_code(&app));
+    cr_assert(th_wait_log(log_path("apply2.log"), "cannot add the primary key of public.big", 0));
+    char dlq[256];
+    snprintf(dlq, sizeof dlq, "%s.dlq", th_prefix());
+    th_consume_opts o = {.bootstrap = broker.bootstrap, .topic = dlq, .want = 1, .timeout_ms = 2000};
+    th_msgs *m = th_consume(&o);
+    cr_assert_eq(m->n, 0, "%zu events dead-lettered", m->n);
+    th_msgs_free(m);
+    th_sql(dst, "DELETE FROM big a USING big b WHERE a.id = b.id AND a.ctid > b.ctid");
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply3.log", NULL);
+    converge((const char *const[]){"big", NULL});
+}
+
+/*
+ * A table whose key has several columns, with names that need quoting,
+ * gets the same key as the source's, columns in the source's order.
+ */
+Test(bootstrap, a_loaded_table_gets_the_sources_key_with_every_column_in_order)
+{
+    th_sql(src, "CREATE TABLE \"Odd \"\"Tab\" (\"z col\" text, a int, \"Mixed\" bigint, v text, "
+                "PRIMARY KEY (\"z col\", \"Mixed\", a));"
+                "INSERT INTO \"Odd \"\"Tab\" SELECT 'k' || (g %% 7), g, g * 2, 'v' "
+                "FROM generate_series(1, 3000) g;"
+                "CREATE PUBLICATION cdc FOR TABLE \"Odd \"\"Tab\"");
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply.log", NULL);
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL, NULL);
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    converge((const char *const[]){"\"Odd \"\"Tab\"", NULL});
+    cr_assert(th_wait_log(log_path("apply.log"), "for a load", 0), "not created for a load");
+    /* Changes after the load meet the key. */
+    th_sql(src, "UPDATE \"Odd \"\"Tab\" SET v = 'w' WHERE a < 100; "
+                "DELETE FROM \"Odd \"\"Tab\" WHERE a > 2900");
+    wait_caught_up();
+    converge((const char *const[]){"\"Odd \"\"Tab\"", NULL});
 }
 
 /* ---- 6. bootstrap.mode=never -------------------------------------------------------- */

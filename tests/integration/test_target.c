@@ -77,7 +77,7 @@ static void arrive(target *t, int32_t partition, uint64_t lsn, int64_t offset,
                    int64_t expected_next, bool *done, bool *moved)
 {
     cr_assert_eq(target_begin(t, err, sizeof err), TARGET_OK, "%s", err);
-    cr_assert_eq(target_prepare_table(t, schema, err, sizeof err), TARGET_OK, "%s", err);
+    cr_assert_eq(target_prepare_table(t, schema, false, err, sizeof err), TARGET_OK, "%s", err);
     cr_assert_eq(target_truncate_arrive(t, schema, TOPIC, partition, 2, lsn, 0, offset,
                                         expected_next, done, moved, err, sizeof err),
                  TARGET_OK, "%s", err);

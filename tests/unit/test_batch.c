@@ -219,6 +219,39 @@ Test(batch, snapshot_read_is_upsert)
     fx_free(&f);
 }
 
+/*
+ * Only reads of keys new to the batch: plain inserts of distinct keys, which
+ * a table still waiting for its primary key takes by COPY. Anything else
+ * (another op, a key seen twice, an empty batch, a keyless table) is not.
+ */
+Test(batch, only_reads_is_true_for_distinct_snapshot_reads_alone)
+{
+    fixture f;
+    fx_init(&f, payments());
+    cr_assert_not(batch_only_reads(f.b), "an empty batch");
+    add(&f, NULL, 'r', NULL, ROW("1", "10.00", "a", "m"), 100, -10);
+    add(&f, NULL, 'r', NULL, ROW("2", "20.00", "b", "m"), 100, -9);
+    cr_assert(batch_only_reads(f.b));
+    add(&f, NULL, 'c', NULL, ROW("3", "30.00", "c", "m"), 200, 0);
+    cr_assert_not(batch_only_reads(f.b), "an insert is not a read");
+    batch_clear(f.b);
+    add(&f, NULL, 'r', NULL, ROW("1", "10.00", "a", "m"), 100, -10);
+    cr_assert(batch_only_reads(f.b), "clear starts over");
+    add(&f, NULL, 'r', NULL, ROW("1", "11.00", "a", "m"), 100, -9);
+    cr_assert_not(batch_only_reads(f.b), "a key read twice");
+    batch_clear(f.b);
+    add(&f, NULL, 'r', NULL, ROW("1", "10.00", "a", "m"), 100, -10);
+    add(&f, NULL, 'd', ROW("1", NULL, NULL, NULL), NULL, 200, 0);
+    cr_assert_not(batch_only_reads(f.b), "a delete");
+    fx_free(&f);
+
+    static const col LOG[] = {{"a", "string", "text", false}};
+    fx_init(&f, schema_of("public", "log", LOG, 1));
+    add(&f, NULL, 'r', NULL, ROW("x"), 100, -10);
+    cr_assert_not(batch_only_reads(f.b), "a keyless table");
+    fx_free(&f);
+}
+
 Test(batch, full_update_alone_is_upsert)
 {
     fixture f;

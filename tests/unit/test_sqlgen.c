@@ -221,7 +221,7 @@ Test(sqlgen, create_table_has_schema_enum_types_not_null_and_primary_key)
 {
     cdc_table_schema *s = payments();
     char err[256] = "";
-    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, err, sizeof err), 0, "%s", err),
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, true, err, sizeof err), 0, "%s", err),
                "CREATE SCHEMA IF NOT EXISTS \"public\";\n"
                "CREATE SCHEMA IF NOT EXISTS public;\n"
                "DO $cdc$BEGIN CREATE TYPE public.pay_state AS ENUM "
@@ -242,11 +242,31 @@ Test(sqlgen, create_table_quotes_hostile_names)
     };
     cdc_table_schema *s = schema_of("x\"; DROP SCHEMA y; --", "Tab le", cols, 3);
     char err[256] = "";
-    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, err, sizeof err), 0, "%s", err),
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, true, err, sizeof err), 0, "%s", err),
                "CREATE SCHEMA IF NOT EXISTS \"x\"\"; DROP SCHEMA y; --\";\n"
                "CREATE TABLE IF NOT EXISTS \"x\"\"; DROP SCHEMA y; --\".\"Tab le\" ("
                "\"select\" bigint NOT NULL, \"a\"\"b\" text NOT NULL, \"Größe €\" text, "
                "PRIMARY KEY (\"select\", \"a\"\"b\"));\n");
+    cdc_table_schema_free(s);
+}
+
+/* A table for a load: the same table, its primary key added after the rows. */
+Test(sqlgen, create_table_for_a_load_leaves_the_key_to_add_primary_key)
+{
+    static const col cols[] = {
+        {"select", "long", "bigint", true, true, NULL},
+        {"a\"b", "string", "text", true, true, NULL},
+        {"v", "string", "text", false, false, NULL},
+    };
+    cdc_table_schema *s = schema_of("x\"y", "Tab le", cols, 3);
+    char err[256] = "";
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, false, err, sizeof err), 0, "%s", err),
+               "CREATE SCHEMA IF NOT EXISTS \"x\"\"y\";\n"
+               "CREATE TABLE IF NOT EXISTS \"x\"\"y\".\"Tab le\" ("
+               "\"select\" bigint NOT NULL, \"a\"\"b\" text NOT NULL, \"v\" text);\n");
+    const char *keys[] = {"select", "a\"b"};
+    EXPECT_SQL(sql_add_primary_key(out, "x\"y", "Tab le", keys, 2),
+               "ALTER TABLE \"x\"\"y\".\"Tab le\" ADD PRIMARY KEY (\"select\", \"a\"\"b\")");
     cdc_table_schema_free(s);
 }
 
@@ -255,7 +275,7 @@ Test(sqlgen, create_table_of_keyless_table_has_no_primary_key)
     static const col cols[] = {{"a", "string", "text", false, false, NULL}};
     cdc_table_schema *s = schema_of("public", "log", cols, 1);
     char err[256] = "";
-    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, err, sizeof err), 0, "%s", err),
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, true, err, sizeof err), 0, "%s", err),
                "CREATE SCHEMA IF NOT EXISTS \"public\";\n"
                "CREATE TABLE IF NOT EXISTS \"public\".\"log\" (\"a\" text);\n");
     cdc_table_schema_free(s);
@@ -271,7 +291,7 @@ Test(sqlgen, unsafe_type_is_refused_and_nothing_is_appended)
     char err[256] = "";
     cdc_buf out = {0};
     cdc_buf_puts(&out, "kept");
-    cr_expect_eq(sql_create_table(&out, s, err, sizeof err), -1);
+    cr_expect_eq(sql_create_table(&out, s, true, err, sizeof err), -1);
     cr_expect(strstr(err, "\"x\"") != NULL, "%s", err);
     cr_expect_eq(sql_add_column(&out, s, 1, err, sizeof err), -1);
     cr_expect_eq(sql_create_stage(&out, s, "stage", err, sizeof err), -1);
@@ -290,7 +310,7 @@ Test(sqlgen, enum_used_twice_is_created_once_and_enum_arrays_are_skipped)
     };
     cdc_table_schema *s = schema_of("public", "t", cols, 4);
     char err[256] = "";
-    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, err, sizeof err), 0, "%s", err),
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, true, err, sizeof err), 0, "%s", err),
                "CREATE SCHEMA IF NOT EXISTS \"public\";\n"
                "DO $cdc$BEGIN CREATE TYPE mood AS ENUM (E'ok'); "
                "EXCEPTION WHEN duplicate_object THEN NULL; END$cdc$;\n"
@@ -307,7 +327,7 @@ Test(sqlgen, dollar_quote_tag_never_occurs_in_the_body)
     };
     cdc_table_schema *s = schema_of("public", "t", cols, 2);
     char err[256] = "";
-    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, err, sizeof err), 0, "%s", err),
+    EXPECT_SQL(cr_assert_eq(sql_create_table(out, s, true, err, sizeof err), 0, "%s", err),
                "CREATE SCHEMA IF NOT EXISTS \"public\";\n"
                "DO $cdc3$BEGIN CREATE TYPE \"$cdc$\" AS ENUM (E'$cdc1$', E'x$cdc2$'); "
                "EXCEPTION WHEN duplicate_object THEN NULL; END$cdc3$;\n"
