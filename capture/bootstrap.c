@@ -98,58 +98,65 @@ emit_status bootstrap_state_write(emitter *em, const capture_config *cfg, const 
 
 /* ---- COPY text format ---- */
 
+/*
+ * COPY's text format: fields separated by tabs, \N for NULL, and backslash
+ * escapes (\b \f \n \r \t \v, \xHH, \OOO octal, any other character as
+ * itself). Unescaping never makes a field longer, so the whole line fits in
+ * `scratch` at once; a field without a backslash (nearly all of them) is
+ * one memcpy.
+ */
 int bootstrap_parse_copy_line(const char *line, size_t len, cdc_buf *scratch, pgo_value *values,
                               int max_values)
 {
-    /* Field boundaries as offsets first: scratch may move while growing. */
-    size_t offs[1600];
-    int n = 0;
     cdc_buf_reset(scratch);
+    cdc_buf_reserve(scratch, len + 1);
+    uint8_t *out = scratch->data;
     size_t i = 0;
-    if (max_values > 1600)
-        max_values = 1600;
+    int n = 0;
     for (;;) {
         if (n >= max_values)
             return -1;
-        if (i + 2 <= len && line[i] == '\\' && line[i + 1] == 'N' &&
-            (i + 2 == len || line[i + 2] == '\t')) {
+        const char *tab = memchr(line + i, '\t', len - i);
+        size_t end = tab ? (size_t)(tab - line) : len;
+        if (end - i == 2 && line[i] == '\\' && line[i + 1] == 'N') {
             values[n].kind = 'n';
             values[n].len = 0;
-            offs[n++] = 0;
-            i += 2;
+            values[n].data = NULL;
         } else {
-            size_t start = scratch->len;
-            while (i < len && line[i] != '\t') {
+            uint8_t *start = out;
+            while (i < end) {
+                const char *bs = memchr(line + i, '\\', end - i);
+                size_t run = (bs ? (size_t)(bs - line) : end) - i;
+                memcpy(out, line + i, run);
+                out += run;
+                i += run;
+                if (i == end)
+                    break;
+                if (++i == end)
+                    return -1; /* a backslash ending the field */
                 char c = line[i++];
-                if (c != '\\') {
-                    cdc_buf_putc(scratch, (uint8_t)c);
-                    continue;
-                }
-                if (i >= len)
-                    return -1;
-                c = line[i++];
                 switch (c) {
                 case 'b':
-                    cdc_buf_putc(scratch, '\b');
+                    *out++ = '\b';
                     break;
                 case 'f':
-                    cdc_buf_putc(scratch, '\f');
+                    *out++ = '\f';
                     break;
                 case 'n':
-                    cdc_buf_putc(scratch, '\n');
+                    *out++ = '\n';
                     break;
                 case 'r':
-                    cdc_buf_putc(scratch, '\r');
+                    *out++ = '\r';
                     break;
                 case 't':
-                    cdc_buf_putc(scratch, '\t');
+                    *out++ = '\t';
                     break;
                 case 'v':
-                    cdc_buf_putc(scratch, '\v');
+                    *out++ = '\v';
                     break;
                 case 'x': {
                     int v = 0, d = 0;
-                    while (d < 2 && i < len) {
+                    while (d < 2 && i < end) {
                         char h = line[i];
                         int x = h >= '0' && h <= '9'   ? h - '0'
                                 : h >= 'a' && h <= 'f' ? h - 'a' + 10
@@ -161,38 +168,33 @@ int bootstrap_parse_copy_line(const char *line, size_t len, cdc_buf *scratch, pg
                         i++;
                         d++;
                     }
-                    if (d == 0)
-                        cdc_buf_putc(scratch, 'x');
-                    else
-                        cdc_buf_putc(scratch, (uint8_t)v);
+                    *out++ = d == 0 ? 'x' : (uint8_t)v;
                     break;
                 }
                 default:
                     if (c >= '0' && c <= '7') {
                         int v = c - '0', d = 1;
-                        while (d < 3 && i < len && line[i] >= '0' && line[i] <= '7') {
+                        while (d < 3 && i < end && line[i] >= '0' && line[i] <= '7') {
                             v = v * 8 + (line[i++] - '0');
                             d++;
                         }
-                        cdc_buf_putc(scratch, (uint8_t)v);
+                        *out++ = (uint8_t)v;
                     } else {
-                        cdc_buf_putc(scratch, (uint8_t)c); /* \\ and any other char */
+                        *out++ = (uint8_t)c; /* \\ and any other char */
                     }
                 }
             }
             values[n].kind = 't';
-            values[n].len = (uint32_t)(scratch->len - start);
-            offs[n++] = start;
+            values[n].len = (uint32_t)(out - start);
+            values[n].data = (const char *)start;
         }
+        n++;
+        i = end;
         if (i == len)
             break;
-        if (line[i] != '\t')
-            return -1;
-        i++;
+        i++; /* the tab */
     }
-    cdc_buf_reserve(scratch, 1);
-    for (int k = 0; k < n; k++)
-        values[k].data = values[k].kind == 't' ? (const char *)scratch->data + offs[k] : NULL;
+    scratch->len = (size_t)(out - scratch->data);
     return n;
 }
 
@@ -680,15 +682,12 @@ static emit_status take_row(loader *L, int table, const char *line, size_t len)
     emit_status st = emit_held(L, "true");
     if (st != EMIT_OK)
         return st;
-    /* Hold a copy: scratch is reused by the next row. */
-    cdc_buf_reset(&L->held_data);
-    cdc_buf_append(&L->held_data, L->scratch.data, L->scratch.len);
-    for (int k = 0; k < n; k++) {
-        L->held_values[k] = L->values[k];
-        if (L->values[k].kind == 't')
-            L->held_values[k].data = (const char *)L->held_data.data +
-                                     (L->values[k].data - (const char *)L->scratch.data);
-    }
+    /* Hold the row: its buffer becomes the held one (the values point into
+     * it), the held one is the next row's scratch. */
+    cdc_buf swap = L->held_data;
+    L->held_data = L->scratch;
+    L->scratch = swap;
+    memcpy(L->held_values, L->values, (size_t)n * sizeof *L->values);
     L->held_n = n;
     L->held_table = table;
     L->held = true;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -59,6 +60,21 @@ static int64_t now_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/*
+ * An event's ts_ms (when cdc-capture handled it) from the coarse clock: it
+ * is read for every event, and the coarse one costs a memory read where the
+ * precise one costs a TSC read; it lags by at most a scheduler tick (1-4 ms).
+ */
+static int64_t event_ms(void)
+{
+#ifdef CLOCK_REALTIME_COARSE
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+    return now_ms();
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -506,7 +522,7 @@ static emit_status emit_one(emitter *em, relation *r, char op, const pgo_tuple *
         klen = em->enc.key.len;
         partition = RD_KAFKA_PARTITION_UA;
     }
-    if (encode_envelope(&em->enc, r, op, before, after, ctx, now_ms(), errstr, errstr_size) != 0)
+    if (encode_envelope(&em->enc, r, op, before, after, ctx, event_ms(), errstr, errstr_size) != 0)
         return EMIT_FATAL;
     emit_status st = produce(em, r->topic, partition, key, klen, em->enc.value.data,
                              em->enc.value.len, ctx->seq, errstr, errstr_size);
@@ -594,7 +610,7 @@ emit_status emitter_change(emitter *em, relation *r, char op, const pgo_tuple *b
         /* Encode the insert once before the delete goes out: a new row that
          * cannot be encoded must stop the change whole, not after its delete. */
         if (encode_key(&em->enc, r, &whole, errstr, errstr_size) != 0 ||
-            encode_envelope(&em->enc, r, 'c', NULL, &whole, ctx, now_ms(), errstr, errstr_size) !=
+            encode_envelope(&em->enc, r, 'c', NULL, &whole, ctx, event_ms(), errstr, errstr_size) !=
                 0) {
             free(whole.values);
             return EMIT_FATAL;
@@ -640,7 +656,7 @@ emit_status emitter_truncate(emitter *em, relation *r, event_ctx *ctx, char *err
             return st;
         kt->partitions = r->partitions = n;
     }
-    if (encode_envelope(&em->enc, r, 't', NULL, NULL, ctx, now_ms(), errstr, errstr_size) != 0)
+    if (encode_envelope(&em->enc, r, 't', NULL, NULL, ctx, event_ms(), errstr, errstr_size) != 0)
         return EMIT_FATAL;
     for (int p = 0; p < r->partitions; p++) {
         emit_status st = produce(em, r->topic, p, NULL, 0, em->enc.value.data, em->enc.value.len,

@@ -16,6 +16,10 @@ void encoder_init(encoder *e, const char *prefix, const char *db)
 {
     e->prefix = prefix;
     e->db = db;
+    cdc_buf_init(&e->source_head);
+    cdc_avro_put_cstring(&e->source_head, CDC_VERSION);
+    cdc_avro_put_cstring(&e->source_head, "postgresql");
+    cdc_avro_put_cstring(&e->source_head, prefix);
     cdc_buf_init(&e->key);
     cdc_buf_init(&e->value);
     e->toast_idx = NULL;
@@ -24,6 +28,7 @@ void encoder_init(encoder *e, const char *prefix, const char *db)
 
 void encoder_free(encoder *e)
 {
+    cdc_buf_free(&e->source_head);
     cdc_buf_free(&e->key);
     cdc_buf_free(&e->value);
     free(e->toast_idx);
@@ -134,9 +139,7 @@ int encode_envelope(encoder *e, const relation *r, char op, const pgo_tuple *bef
     if (encode_row(e, b, r, before, NULL, errstr, errstr_size) != 0 ||
         encode_row(e, b, r, after, &ntoast, errstr, errstr_size) != 0)
         return -1;
-    cdc_avro_put_cstring(b, CDC_VERSION);
-    cdc_avro_put_cstring(b, "postgresql");
-    cdc_avro_put_cstring(b, e->prefix);
+    cdc_buf_append(b, e->source_head.data, e->source_head.len);
     cdc_avro_put_long(b, ctx->commit_ms);
     cdc_avro_put_cstring(b, ctx->snapshot);
     cdc_avro_put_cstring(b, e->db);

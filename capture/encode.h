@@ -37,6 +37,7 @@ typedef struct event_ctx {
 typedef struct encoder {
     const char *prefix;
     const char *db;
+    cdc_buf source_head; /* source.version, .connector, .name: the same in every event */
     cdc_buf key;
     cdc_buf value;
     int *toast_idx;

@@ -12,23 +12,7 @@
 #include <string.h>
 
 /* A 64-bit varint needs at most ceil(64 / 7) = 10 groups. */
-#define VARINT_MAX_BYTES 10
-
-void cdc_avro_put_long(cdc_buf *b, int64_t v)
-{
-    /* Zig-zag maps small magnitudes of either sign to small unsigned values;
-     * done on uint64_t because shifting a negative int64_t is not portable. */
-    uint64_t n = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    cdc_buf_reserve(b, VARINT_MAX_BYTES);
-    uint8_t *p = b->data + b->len;
-
-    while (n & ~(uint64_t)0x7f) {
-        *p++ = (uint8_t)((n & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    *p++ = (uint8_t)n;
-    b->len = (size_t)(p - b->data);
-}
+#define VARINT_MAX_BYTES CDC_AVRO_VARINT_MAX
 
 void cdc_avro_put_bool(cdc_buf *b, bool v)
 {
@@ -66,17 +50,6 @@ void cdc_avro_put_double(cdc_buf *b, double v)
     put_le(b, bits, 8);
 }
 
-void cdc_avro_put_bytes(cdc_buf *b, const void *data, size_t len)
-{
-    cdc_avro_put_long(b, (int64_t)len);
-    cdc_buf_append(b, data, len);
-}
-
-void cdc_avro_put_cstring(cdc_buf *b, const char *s)
-{
-    cdc_avro_put_bytes(b, s, strlen(s));
-}
-
 void cdc_avro_put_so_header(cdc_buf *b, uint64_t fp)
 {
     cdc_buf_putc(b, 0xC3);
@@ -90,18 +63,11 @@ void cdc_avro_put_so_header(cdc_buf *b, uint64_t fp)
  * 1 there (or an eleventh byte) does not fit in 64 bits and is rejected
  * rather than silently truncated.
  */
-int cdc_avro_get_long(const uint8_t **p, const uint8_t *end, int64_t *out)
+int cdc_avro_get_long_slow(const uint8_t **p, const uint8_t *end, int64_t *out)
 {
     const uint8_t *q = *p;
     uint64_t n = 0;
 
-    /* One byte (-64..63) is the common case: union branches, small ints. */
-    if (q < end && !(*q & 0x80)) {
-        n = *q;
-        *out = (int64_t)((n >> 1) ^ (~(n & 1) + 1));
-        *p = q + 1;
-        return 0;
-    }
     /* Room for the longest varint: no bounds check per byte. */
     if (end - q >= VARINT_MAX_BYTES) {
         for (int i = 0; i < VARINT_MAX_BYTES; i++) {
