@@ -1857,7 +1857,10 @@ int apply_run(const apply_config *cfg, volatile sig_atomic_t *stop)
                  */
                 if (deadline && !(a.fl.active && atomic_load(&a.fl.writing) > 0))
                     break;
-                int wait = deadline ? (int)(deadline - now) : 200;
+                /* After a load's last row, a short wait finds the end of
+                 * the stream soon, and with it the moment to add the keys. */
+                int idle_wait = a.loads_pending && a.load_ended ? 20 : 200;
+                int wait = deadline ? (int)(deadline - now) : idle_wait;
                 m = rd_kafka_consumer_poll(a.rd, deadline && wait > 5 ? 5 : wait);
                 if (deadline)
                     a.starved_ms += now_ms() - now;

@@ -98,15 +98,17 @@ CAP_PID=$!
 # rows, cover every event of the topic (cheap to poll: counting the table
 # five times a second took a good part of a core from the pipeline under
 # test) and the table has its primary key (cdc-apply adds it once the load
-# is applied), then the row count is checked.
+# is applied), then the row count is checked. One psql session polls
+# (poller_start: a new psql per poll cost CPU the COPY pipe does not pay).
+poller_start "$PG_BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d pipe
 applied() {
-    "${PSQL[@]}" -d pipe -Atc "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'" 2>/dev/null || echo 0
+    poller_num "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'"
 }
 has_key() {
-    "${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass('public.payments') AND indisprimary" 2>/dev/null || echo 0
+    poller_num "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass('public.payments') AND indisprimary"
 }
 until [ "$(applied)" -ge "$ROWS" ] && [ "$(has_key)" = 1 ] &&
-      [ "$("${PSQL[@]}" -d pipe -Atc "SELECT count(*) FROM payments" 2>/dev/null || echo 0)" = "$ROWS" ]; do
+      [ "$(poller_num "SELECT count(*) FROM payments")" = "$ROWS" ]; do
     kill -0 "$APPLY_PID" 2>/dev/null || { echo "cdc-apply exited:" >&2; cat "$WORK/apply.log" >&2; exit 1; }
     if [ -n "$CAP_PID" ] && ! kill -0 "$CAP_PID" 2>/dev/null; then
         wait "$CAP_PID" || { echo "cdc-capture failed:" >&2; cat "$WORK/capture.log" >&2; exit 1; }
@@ -117,6 +119,7 @@ done
 T1=$(now)
 PIPE_S=$(echo "$T1 - $T0" | bc -l)
 PIPE_CPU=$(echo "$(busy_s) - $B0" | bc -l)
+poller_stop
 APPLY_RSS=$(peak_rss_mib "$APPLY_PID")
 APPLY_CPU=$(echo "$(cpu_s "$APPLY_PID") - ${APPLY_CPU0:-0}" | bc -l)
 APPLY_BACKENDS_CPU=$(cpu_s $(pids_of "application_name = 'cdc-apply'" "${PSQL[@]}"))

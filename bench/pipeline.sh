@@ -91,24 +91,23 @@ wal_mb_since() { # lsn, then psql command
     shift
     "$@" -d postgres -Atc "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn') / 1048576)"
 }
-target_sum() { # db, then psql command
-    local db=$1
-    shift
-    "$@" -d "$db" -Atc "$SUM_SQL" 2>/dev/null || true
-}
-wait_equal() { # db
-    until [ "$("${PSQL[@]}" -d "$1" -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
-          [ "$(target_sum "$1" "${PSQL[@]}")" = "$SRC_SUM" ]; do
+# Both runs poll through one open psql session (poller_start): a new psql
+# five times a second would take CPU from the pipeline being timed.
+wait_equal() { # the poller's database
+    until [ "$(poller_num "SELECT count(*) FROM bench_done")" = "1" ] &&
+          [ "$(poller_sql "$SUM_SQL")" = "$SRC_SUM" ]; do
         sleep 0.2
     done
 }
 
 # (a) native logical replication
+poller_start "$PG_BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d native
 WAL0=$(wal_lsn "${PSQL[@]}")
 T0=$(now)
 "${PSQL[@]}" -d native -c "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$PORT user=postgres dbname=bench' PUBLICATION cdc WITH (create_slot = false, slot_name = 'native', copy_data = false)"
-wait_equal native
+wait_equal
 T1=$(now)
+poller_stop
 NATIVE_WAL_MB=$(wal_mb_since "$WAL0" "${PSQL[@]}")
 NATIVE_S=$(echo "$T1 - $T0" | bc -l)
 NATIVE_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'native'" "${PSQL[@]}"))
@@ -125,6 +124,7 @@ echo "create cdc.public.payments $PARTS" >&9
 # bench_done too: topics of a running pipeline exist; created by its first
 # event, it would cost cdc-apply a group rebalance at the very end.
 echo "create cdc.public.bench_done 1" >&9
+poller_start "$PG_BIN/psql" -h 127.0.0.1 -p "$PORT2" -U postgres -d pipe
 WAL0=$(wal_lsn "${PSQL2[@]}")
 T0=$(now)
 build/bin/cdc-capture -s "source.conninfo=host=127.0.0.1 port=$PORT2 user=postgres dbname=bench" \
@@ -148,17 +148,18 @@ APPLY_PID=$!
 # test, while the native run polls nothing but bench_done, which arrives
 # last), then the target is checked against the source.
 applied() {
-    "${PSQL2[@]}" -d pipe -Atc "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'" 2>/dev/null || echo 0
+    poller_num "SELECT coalesce(sum(next_offset), 0) FROM cdc.apply_positions WHERE topic = 'cdc.public.payments'"
 }
 until [ "$(applied)" -ge $((TOTAL + DELETES)) ] && # deletes add a tombstone each
-      [ "$("${PSQL2[@]}" -d pipe -Atc "SELECT count(*) FROM bench_done" 2>/dev/null || echo 0)" = "1" ] &&
-      [ "$(target_sum pipe "${PSQL2[@]}")" = "$SRC_SUM" ]; do
+      [ "$(poller_num "SELECT count(*) FROM bench_done")" = "1" ] &&
+      [ "$(poller_sql "$SUM_SQL")" = "$SRC_SUM" ]; do
     for p in $CAP_PID $APPLY_PID; do
         kill -0 "$p" 2>/dev/null || { echo "a daemon exited:" >&2; cat "$WORK/capture.log" "$WORK/apply.log" >&2; exit 1; }
     done
     sleep 0.2
 done
 T1=$(now)
+poller_stop
 CDC_WAL_MB=$(wal_mb_since "$WAL0" "${PSQL2[@]}")
 CDC_WALSENDER_CPU=$(cpu_s $(pids_of "backend_type = 'walsender' AND application_name = 'cdc-capture'" "${PSQL2[@]}"))
 CAPTURE_CPU=$(cpu_s "$CAP_PID")

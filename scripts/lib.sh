@@ -87,6 +87,42 @@ payments_fingerprint() {
     "$@" -d "$db" -Atc "SELECT count(*) || ' ' || md5(string_agg(p::text, '|' ORDER BY id)) FROM payments p"
 }
 
+# poller_start PSQL...: one psql session kept open for the benchmarks' wait
+# loops. Starting psql for every poll (a process, a connection and a server
+# backend five times a second) took a good part of a core from the
+# pipeline being timed on a two-core machine; the COPY pipe it is compared
+# with polls nothing. Pass psql without ON_ERROR_STOP (a query on a table
+# that does not exist yet must not end the session).
+poller_start() {
+    coproc POLLER { "$@" -X -A -t -q 2>&1; }
+}
+
+# poller_sql SQL: the first line of the query's output (an error message
+# when it failed: the table does not exist yet, say).
+poller_sql() {
+    printf '%s;\nSELECT %s;\n' "$1" "'__end__'" >&"${POLLER[1]}"
+    local line first=
+    while IFS= read -r line <&"${POLLER[0]}"; do
+        [ "$line" = "__end__" ] && break
+        [ -z "$first" ] && first=$line
+    done
+    printf '%s\n' "$first"
+}
+
+# poller_num SQL: the query's number, or 0 when it gave none.
+poller_num() {
+    local v
+    v=$(poller_sql "$1")
+    case "$v" in
+    '' | *[!0-9-]*) echo 0 ;;
+    *) echo "$v" ;;
+    esac
+}
+
+poller_stop() {
+    [ -n "${POLLER_PID:-}" ] && { kill "$POLLER_PID" 2>/dev/null; wait "$POLLER_PID" 2>/dev/null; } || true
+}
+
 # devbroker_start BIN LOGFILE: starts cdc-devbroker; sets DEVBROKER_PID and
 # DEVBROKER_ADDR. Its stdin is a FIFO kept open on fd 9.
 devbroker_start() {
@@ -121,6 +157,7 @@ bench_prepare() {
 }
 
 bench_cleanup() {
+    poller_stop
     # pkill -P: a daemon started under /usr/bin/time is that process's child.
     for p in ${CAP_PID:-} ${APPLY_PID:-} ${DEVBROKER_PID:-}; do
         pkill -P "$p" 2>/dev/null || true
