@@ -297,7 +297,8 @@ static int add_keyed(batch *b, const cdc_event *ev, char *errstr, size_t errstr_
             r->vals[i] = (batch_val){.state = CDC_COL_NULL, .off = 0, .len = 0};
         for (int k = 0; k < s->nkey; k++)
             r->vals[s->key_idx[k]] = src[s->key_idx[k]];
-    } else if (ev->op == 'u' && !fresh && (r->op == BATCH_UPSERT || r->op == BATCH_UPDATE)) {
+    } else if (ev->op == 'u' && !fresh &&
+               (r->op == BATCH_UPSERT || r->op == BATCH_REPLACE || r->op == BATCH_UPDATE)) {
         /* Later values win; an unchanged column keeps what an earlier event gave. */
         for (int i = 0; i < b->nf; i++)
             if (src[i].state != CDC_COL_UNCHANGED)
@@ -305,7 +306,9 @@ static int add_keyed(batch *b, const cdc_event *ev, char *errstr, size_t errstr_
     } else {
         /* c/r on anything, or u on nothing/DELETE: the event's row as a whole. */
         copy_vals(r->vals, src, b->nf);
-        r->op = ev->op == 'u' && has_unchanged(b, src) ? BATCH_UPDATE : BATCH_UPSERT;
+        r->op = ev->op != 'u'              ? BATCH_UPSERT
+                : has_unchanged(b, src)    ? BATCH_UPDATE
+                                           : BATCH_REPLACE;
     }
     r->commit_lsn = ev->commit_lsn;
     r->ordinal = ev->ordinal;

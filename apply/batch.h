@@ -6,18 +6,22 @@
  * Net effect of a key's events (each later event applied to the earlier
  * effect):
  *   (none)  + c/r          -> UPSERT  full row
- *   (none)  + u            -> UPSERT  full row, or UPDATE when some columns
- *                             are unchanged TOASTed values (their current
- *                             target value must be kept, so the row must
- *                             exist: no insert)
+ *   (none)  + u            -> REPLACE full row (an update of a row that
+ *                             should exist: written as an UPDATE, and
+ *                             inserted only if the target lacks it), or
+ *                             UPDATE when some columns are unchanged
+ *                             TOASTed values (their current target value
+ *                             must be kept, so the row must exist: no
+ *                             insert)
  *   (none)  + d            -> DELETE
  *   UPSERT  + u            -> UPSERT  with the update's values; columns the
  *                             update left unchanged keep the UPSERT's value
+ *   REPLACE + u            -> REPLACE merged the same way
  *   UPDATE  + u            -> UPDATE  merged the same way (a column stays
  *                             "unchanged" only if no event gave it a value)
- *   UPSERT/UPDATE + d      -> DELETE
+ *   UPSERT/REPLACE/UPDATE + d -> DELETE
  *   DELETE  + c/r          -> UPSERT  (the row is replaced as a whole)
- *   DELETE  + u            -> DELETE then the u as above (kept as UPSERT /
+ *   DELETE  + u            -> DELETE then the u as above (kept as REPLACE /
  *                             UPDATE: an update of a deleted key is a
  *                             stream inconsistency, the later event wins)
  * The key of an event is the values of the schema's key columns, taken from
@@ -40,7 +44,8 @@
 #include "cdc/event.h"
 
 typedef enum batch_op {
-    BATCH_UPSERT = 'U', /* insert, or replace every column given */
+    BATCH_UPSERT = 'U',  /* insert, or replace every column given */
+    BATCH_REPLACE = 'W', /* update every column; insert if the row is missing */
     BATCH_UPDATE = 'P', /* partial: update the columns given, row must exist */
     BATCH_DELETE = 'D',
     /* keyless tables only, in order: */

@@ -13,6 +13,10 @@
  *   DELETE FROM t USING stage s WHERE s.op = 'D' AND t.key = s.key
  *   INSERT INTO t (cols) SELECT cols FROM stage WHERE op = 'U'
  *     ON CONFLICT (key) DO UPDATE SET col = EXCLUDED.col, ...
+ *   UPDATE t SET col = s.col, ... FROM stage s WHERE s.op = 'W' AND t.key = s.key
+ *   (only if that updated fewer rows than were staged:)
+ *   INSERT INTO t (cols) SELECT cols FROM stage WHERE op = 'W'
+ *     ON CONFLICT (key) DO NOTHING
  *   UPDATE t SET col = CASE WHEN substr(s.keep, i, 1) = '1' THEN t.col
  *                      ELSE s.col END, ...
  *     FROM stage s WHERE s.op = 'P' AND t.key = s.key
@@ -79,6 +83,10 @@ void sql_copy_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 void sql_merge_delete(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 void sql_merge_update(cdc_buf *out, const cdc_table_schema *s, const char *stage);
+/* Full-row updates: the UPDATE (nothing for a table of key columns only),
+ * then the insert of the rows it did not find. */
+void sql_merge_replace(cdc_buf *out, const cdc_table_schema *s, const char *stage);
+void sql_merge_replace_missing(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 /* TRUNCATE TABLE "schema"."table" */
 void sql_truncate(cdc_buf *out, const cdc_table_schema *s);
 /*

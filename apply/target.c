@@ -1274,6 +1274,27 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
         if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
             return r;
     }
+    if (ops[BATCH_REPLACE]) {
+        size_t updated = 0;
+        cdc_buf_reset(sql);
+        sql_merge_replace(sql, s, stage);
+        if (sql->len > 0) {
+            PGresult *res = NULL;
+            if ((r = run_params(t, cdc_buf_cstr(sql), 0, NULL, &res, errstr, errstr_size)) !=
+                TARGET_OK)
+                return r;
+            updated = strtoull(PQcmdTuples(res), NULL, 10);
+            PQclear(res);
+        }
+        /* A row the target lacks (deleted by hand, say) is inserted whole,
+         * as an upsert would have. */
+        if (updated < ops[BATCH_REPLACE]) {
+            cdc_buf_reset(sql);
+            sql_merge_replace_missing(sql, s, stage);
+            if ((r = run(t, cdc_buf_cstr(sql), errstr, errstr_size)) != TARGET_OK)
+                return r;
+        }
+    }
     if (ops[BATCH_UPDATE]) {
         /*
          * These rows keep an unchanged TOASTed value from the target's row:

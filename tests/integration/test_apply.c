@@ -401,6 +401,29 @@ Test(apply, update_keeping_a_toasted_value_of_a_missing_row_stops)
 }
 
 /*
+ * A whole-row update is written as an UPDATE; one whose row the target
+ * lacks (deleted by hand here) inserts it whole, as an upsert did, while
+ * the others in the same batch update theirs.
+ */
+Test(apply, an_update_of_a_row_the_target_lacks_inserts_it)
+{
+    th_sql(src, "CREATE TABLE acct (id int PRIMARY KEY, bal numeric(18,2), note text);"
+                "CREATE TABLE keys_only (a int, b text, PRIMARY KEY (a, b))");
+    start_pipeline(NULL);
+    th_sql(src, "INSERT INTO acct SELECT g, g, 'n' FROM generate_series(1, 50) g;"
+                "INSERT INTO keys_only SELECT g, 'x' FROM generate_series(1, 5) g");
+    converge((const char *const[]){"acct", "keys_only", NULL}, CONVERGE_MS);
+    th_sql(dst, "DELETE FROM acct WHERE id IN (7, 8)");
+    th_sql(src, "UPDATE acct SET bal = bal + 0.01, note = 'paid' WHERE id BETWEEN 5 AND 10");
+    th_sql(src, "ALTER TABLE keys_only REPLICA IDENTITY FULL");
+    th_sql(dst, "DELETE FROM keys_only WHERE a = 2");
+    th_sql(src, "UPDATE keys_only SET b = 'x' WHERE a <= 3");
+    converge((const char *const[]){"acct", "keys_only", NULL}, CONVERGE_MS);
+    cr_assert_eq(th_sql_long(dst, "SELECT count(*) FROM acct WHERE note = 'paid'"), 6);
+    assert_running(&app, "cdc-apply");
+}
+
+/*
  * Updates that leave an out-of-line key alone, under REPLICA IDENTITY
  * DEFAULT: the events carry the key from the old key PostgreSQL logs, and
  * the target gets the new values in the right rows.

@@ -252,12 +252,18 @@ Test(batch, only_reads_is_true_for_distinct_snapshot_reads_alone)
     fx_free(&f);
 }
 
-Test(batch, full_update_alone_is_upsert)
+/* An update of a row that should exist: written as an UPDATE (cheaper than
+ * an upsert), the row inserted only if the target lacks it. */
+Test(batch, full_update_alone_is_replace)
 {
     fixture f;
     fx_init(&f, payments());
     add(&f, NULL, 'u', NULL, ROW("1", "11.00", "b", "m"), 100, 0);
-    expect_row(&f, 0, BATCH_UPSERT, ROW("1", "11.00", "b", "m"));
+    expect_row(&f, 0, BATCH_REPLACE, ROW("1", "11.00", "b", "m"));
+    add(&f, NULL, 'u', NULL, ROW("1", "12.00", UNCH, "n"), 100, 1);
+    expect_row(&f, 0, BATCH_REPLACE, ROW("1", "12.00", "b", "n"));
+    add(&f, NULL, 'd', ROW("1", NULL, NULL, NULL), NULL, 100, 2);
+    expect_row(&f, 0, BATCH_DELETE, ROW("1", NULL, NULL, NULL));
     fx_free(&f);
 }
 
@@ -346,7 +352,7 @@ Test(batch, delete_then_update_is_the_update_alone)
     expect_row(&f, 0, BATCH_UPDATE, ROW("1", "11.00", UNCH, "n"));
     add(&f, NULL, 'd', ROW("1", NULL, NULL, NULL), NULL, 100, 3);
     add(&f, NULL, 'u', NULL, ROW("1", "12.00", "b", "o"), 100, 4);
-    expect_row(&f, 0, BATCH_UPSERT, ROW("1", "12.00", "b", "o"));
+    expect_row(&f, 0, BATCH_REPLACE, ROW("1", "12.00", "b", "o"));
     fx_free(&f);
 }
 

@@ -490,6 +490,34 @@ Test(sqlgen, merge_statements_match_on_the_key)
     cdc_table_schema_free(s);
 }
 
+Test(sqlgen, replace_is_an_update_then_an_insert_of_the_missing_rows)
+{
+    static const col cols[] = {
+        {"v \"w\"", "string", "text", false, false, NULL},
+        {"k1", "long", "bigint", true, true, NULL},
+        {"k2", "string", "text", true, true, NULL},
+        {"n", "long", "bigint", false, false, NULL},
+    };
+    cdc_table_schema *s = schema_of("s", "t", cols, 4);
+    EXPECT_SQL(sql_merge_replace(out, s, "x"),
+               "UPDATE \"s\".\"t\" AS t SET \"v \"\"w\"\"\" = s.\"v \"\"w\"\"\", \"n\" = s.\"n\" "
+               "FROM pg_temp.\"x\" AS s WHERE s.\"__cdc_op\" = 'W' "
+               "AND t.\"k1\" = s.\"k1\" AND t.\"k2\" = s.\"k2\"");
+    EXPECT_SQL(sql_merge_replace_missing(out, s, "x"),
+               "INSERT INTO \"s\".\"t\" (\"v \"\"w\"\"\", \"k1\", \"k2\", \"n\") "
+               "SELECT \"v \"\"w\"\"\", \"k1\", \"k2\", \"n\" FROM pg_temp.\"x\" "
+               "WHERE \"__cdc_op\" = 'W' ON CONFLICT (\"k1\", \"k2\") DO NOTHING");
+    cdc_table_schema_free(s);
+    /* Key columns only: nothing to update, the insert does it all. */
+    static const col keys[] = {{"k", "long", "bigint", true, true, NULL}};
+    s = schema_of("s", "t", keys, 1);
+    EXPECT_SQL(sql_merge_replace(out, s, "x"), "");
+    EXPECT_SQL(sql_merge_replace_missing(out, s, "x"),
+               "INSERT INTO \"s\".\"t\" (\"k\") SELECT \"k\" FROM pg_temp.\"x\" "
+               "WHERE \"__cdc_op\" = 'W' ON CONFLICT (\"k\") DO NOTHING");
+    cdc_table_schema_free(s);
+}
+
 Test(sqlgen, merge_with_composite_key_in_the_middle)
 {
     static const col cols[] = {
