@@ -504,8 +504,12 @@ void sql_merge_delete(cdc_buf *out, const cdc_table_schema *s, const char *stage
     key_match(out, s);
 }
 
-/* Staged rows are unique per key, so ON CONFLICT never meets a key twice. */
-void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage)
+/*
+ * INSERT INTO t (cols) SELECT cols FROM stage WHERE op = '<op>' ON CONFLICT
+ * (key) DO, for the caller to finish; false (and "AND false" appended, so
+ * the statement inserts nothing) for a keyless schema.
+ */
+static bool insert_from_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage, char op)
 {
     cdc_buf_puts(out, "INSERT INTO ");
     sql_qualified(out, s->schema_name, s->table_name);
@@ -515,10 +519,10 @@ void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage
     column_list(out, s);
     cdc_buf_puts(out, " FROM ");
     stage_name(out, stage);
-    cdc_buf_puts(out, " WHERE \"" OP_COL "\" = 'U'");
+    cdc_buf_printf(out, " WHERE \"" OP_COL "\" = '%c'", op);
     if (s->nkey == 0) {
         cdc_buf_puts(out, " AND false");
-        return;
+        return false;
     }
     cdc_buf_puts(out, " ON CONFLICT (");
     for (int k = 0; k < s->nkey; k++) {
@@ -526,6 +530,14 @@ void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage
         sql_ident(out, s->fields[s->key_idx[k]].pg_name);
     }
     cdc_buf_puts(out, ") DO ");
+    return true;
+}
+
+/* Staged rows are unique per key, so ON CONFLICT never meets a key twice. */
+void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage)
+{
+    if (!insert_from_stage(out, s, stage, 'U'))
+        return;
     bool any = false;
     for (int i = 0; i < s->nfields; i++) {
         if (is_key(s, i))
@@ -575,25 +587,8 @@ void sql_merge_replace(cdc_buf *out, const cdc_table_schema *s, const char *stag
 /* The op 'W' rows the target lacked (the UPDATE found fewer rows): inserted. */
 void sql_merge_replace_missing(cdc_buf *out, const cdc_table_schema *s, const char *stage)
 {
-    cdc_buf_puts(out, "INSERT INTO ");
-    sql_qualified(out, s->schema_name, s->table_name);
-    cdc_buf_puts(out, " (");
-    column_list(out, s);
-    cdc_buf_puts(out, ") SELECT ");
-    column_list(out, s);
-    cdc_buf_puts(out, " FROM ");
-    stage_name(out, stage);
-    cdc_buf_puts(out, " WHERE \"" OP_COL "\" = 'W'");
-    if (s->nkey == 0) {
-        cdc_buf_puts(out, " AND false");
-        return;
-    }
-    cdc_buf_puts(out, " ON CONFLICT (");
-    for (int k = 0; k < s->nkey; k++) {
-        cdc_buf_puts(out, k ? ", " : "");
-        sql_ident(out, s->fields[s->key_idx[k]].pg_name);
-    }
-    cdc_buf_puts(out, ") DO NOTHING");
+    if (insert_from_stage(out, s, stage, 'W'))
+        cdc_buf_puts(out, "NOTHING");
 }
 
 /*

@@ -1167,16 +1167,22 @@ static target_status deferred_key(target *t, const cdc_table_schema *s, const ch
     return r;
 }
 
-target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size)
+/* The tables waiting for their key, in name order (the order locks are taken in). */
+static target_status deferred_tables(target *t, PGresult **res, char *errstr, size_t errstr_size)
 {
-    *added = 0;
     cdc_buf_reset(&t->sql);
     cdc_buf_printf(&t->sql,
                    "SELECT schema_name, table_name FROM %s.apply_deferred_keys "
                    "ORDER BY schema_name, table_name",
                    t->state_schema);
+    return run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, res, errstr, errstr_size);
+}
+
+target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size)
+{
+    *added = 0;
     PGresult *list = NULL;
-    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, &list, errstr, errstr_size);
+    target_status r = deferred_tables(t, &list, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
     for (int i = 0; i < PQntuples(list) && r == TARGET_OK; i++) {
@@ -1196,13 +1202,8 @@ target_status target_finish_loads(target *t, int *added, char *errstr, size_t er
 
 target_status target_pending_loads(target *t, cdc_buf *names, char *errstr, size_t errstr_size)
 {
-    cdc_buf_reset(&t->sql);
-    cdc_buf_printf(&t->sql,
-                   "SELECT schema_name, table_name FROM %s.apply_deferred_keys "
-                   "ORDER BY schema_name, table_name",
-                   t->state_schema);
     PGresult *res = NULL;
-    target_status r = run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, &res, errstr, errstr_size);
+    target_status r = deferred_tables(t, &res, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
     for (int i = 0; i < PQntuples(res); i++)

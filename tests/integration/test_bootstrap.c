@@ -36,7 +36,7 @@
 
 static th_pg pg;
 static th_broker broker;
-static th_proc cap, app;
+static th_proc cap, app, app2;
 static PGconn *src, *dst;
 static cdc_registry *reg;
 
@@ -60,6 +60,8 @@ static void teardown(void)
 {
     if (app.pid)
         th_proc_stop(&app, 10000);
+    if (app2.pid)
+        th_proc_stop(&app2, 10000);
     if (cap.pid)
         th_proc_stop(&cap, 10000);
     for (size_t i = 0; i < schemas.n; i++)
@@ -1404,6 +1406,38 @@ Test(bootstrap, a_duplicate_in_a_table_waiting_for_its_key_stops_apply_until_fix
     th_sql(dst, "DELETE FROM big a USING big b WHERE a.id = b.id AND a.ctid > b.ctid");
     th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply3.log", NULL);
     converge((const char *const[]){"big", NULL});
+}
+
+/*
+ * Two cdc-apply processes of one group load the same new table from their
+ * own partitions, while the workload changes it: both COPY into the table
+ * while it waits for its key, one of them adds the key (at the first change
+ * after the load it meets), and the other goes on through it.
+ */
+Test(bootstrap, two_apply_processes_share_a_load_and_its_key)
+{
+    static const tspec T[] = {{"big", 60000, 0}, {NULL, 0, 0}};
+    precreate_topic("big", 4);
+    prepare_tables(T);
+    workload w;
+    wl_start(&w, T, true, 5);
+    th_apply_start(&app, &pg, "dst", broker.bootstrap, "apply1.log",
+                   (const char *const[]){"batch.max.events=2000", NULL});
+    th_apply_start(&app2, &pg, "dst", broker.bootstrap, "apply2.log",
+                   (const char *const[]){"batch.max.events=2000", NULL});
+    th_capture_spawn(&cap, &pg, "src", broker.bootstrap, "capture.log", NULL, NULL);
+    wait_streaming(&cap, "capture.log", LOAD_MS);
+    usleep(1500 * 1000);
+    wl_stop(&w);
+    wait_caught_up();
+    th_assert_converge_alive(&pg, "src", "dst", (const char *const[]){"big", NULL}, CONVERGE_MS,
+                             &app2);
+    converge((const char *const[]){"big", NULL});
+    cr_assert(th_wait_log(log_path("apply1.log"), "added the primary key of public.big", 0) ||
+                  th_wait_log(log_path("apply2.log"), "added the primary key of public.big", 0),
+              "neither process added the key");
+    snap_check o = {.single_load = true, .exactly_once = true, .hist_match = true};
+    check_snapshot(T, &o);
 }
 
 /*
