@@ -1601,6 +1601,13 @@ static rd_kafka_conf_t *consumer_conf(applier *a, char *errstr, size_t errstr_si
          */
         {"queued.min.messages", "500000"},
         {"queued.max.messages.kbytes", "65536"},
+        /*
+         * How long a fetch of partitions with nothing new waits. Kafka answers
+         * as soon as data arrives anyway; cdc-devbroker (librdkafka 2.0's
+         * mock) waits it out, so the first events of a load arrived up to
+         * half a second late, and a quiet stream's events as late.
+         */
+        {"fetch.wait.max.ms", "100"},
     };
     rd_kafka_conf_t *conf = cdc_kafka_conf_new(
         &cfg->kafka, defaults, sizeof defaults / sizeof defaults[0], errstr, errstr_size);
