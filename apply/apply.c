@@ -1001,17 +1001,10 @@ static bool land(applier *a, bool events_ok)
     }
     drop_batch(a);
     a->need_resync = true;
-    if (a->exit_status) {
-        destroy_msgs(f->msgs, f->nmsgs);
-        f->nmsgs = 0;
-        for (size_t i = 0; i < a->nparts; i++)
-            a->parts[i].flying = false;
-        return false;
-    }
     char why[2400] = "";
-    if (rejected)
+    if (rejected && !a->exit_status) /* a fatal outcome stops without retrying */
         snprintf(why, sizeof why, "%s: %s", rejected->table ? rejected->table : "?", rejected->err);
-    if (rejected && !events_ok) {
+    if (why[0] && !events_ok) {
         cdc_info("the target rejected a batch (%s); its events are read again", why);
         why[0] = '\0';
     }
@@ -1034,7 +1027,7 @@ static bool land(applier *a, bool events_ok)
     for (size_t i = 0; i < a->nparts; i++)
         a->parts[i].flying = false;
     if (!why[0])
-        return true;
+        return !a->exit_status;
     cdc_info("the target rejected a batch (%s); retrying event by event", why);
     return apply_one_by_one(a);
 }
@@ -1416,8 +1409,7 @@ static bool finish_loads(applier *a)
         return false;
     if (a->need_resync)
         return true;
-    int added = 0;
-    target_status r = target_finish_loads(a->tgt, &added, a->err, sizeof a->err);
+    target_status r = target_finish_loads(a->tgt, a->err, sizeof a->err);
     if (r == TARGET_FATAL) {
         cdc_error("%s", a->err);
         a->exit_status = 1;

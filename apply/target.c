@@ -423,6 +423,7 @@ static void array_int(cdc_buf *b, long long v)
     array_elem(b, num);
 }
 
+/* {"a","b"}: the key columns' true names as a text[] literal. */
 static void key_array(cdc_buf *out, const cdc_table_schema *s)
 {
     cdc_buf_puts(out, "{");
@@ -687,9 +688,6 @@ static target_status relax_not_null(target *t, const cdc_table_schema *s, PGresu
 
 static void name_add(char ***names, size_t *n, const char *name);
 static bool name_in(char *const *names, size_t n, const char *name);
-
-/* {"a","b"}: the key columns' true names as a text[] literal. */
-static void key_array(cdc_buf *out, const cdc_table_schema *s);
 
 target_status target_prepare_table(target *t, const cdc_table_schema *s, bool load, char *errstr,
                                    size_t errstr_size)
@@ -1178,9 +1176,8 @@ static target_status deferred_tables(target *t, PGresult **res, char *errstr, si
     return run_params(t, cdc_buf_cstr(&t->sql), 0, NULL, res, errstr, errstr_size);
 }
 
-target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size)
+target_status target_finish_loads(target *t, char *errstr, size_t errstr_size)
 {
-    *added = 0;
     PGresult *list = NULL;
     target_status r = deferred_tables(t, &list, errstr, errstr_size);
     if (r != TARGET_OK)
@@ -1194,7 +1191,6 @@ target_status target_finish_loads(target *t, int *added, char *errstr, size_t er
             r = target_commit(t, errstr, errstr_size);
         else
             target_rollback(t);
-        *added += r == TARGET_OK && had;
     }
     PQclear(list);
     return r;

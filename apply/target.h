@@ -105,10 +105,9 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
                                  size_t errstr_size);
 /*
  * Add the primary key of every table still waiting for it, each in a
- * transaction of its own (outside any batch); *added counts them.
- * TARGET_FATAL as above.
+ * transaction of its own (outside any batch). TARGET_FATAL as above.
  */
-target_status target_finish_loads(target *t, int *added, char *errstr, size_t errstr_size);
+target_status target_finish_loads(target *t, char *errstr, size_t errstr_size);
 /* The tables still waiting for their primary key, as "schema.table, ..." (empty: none). */
 target_status target_pending_loads(target *t, cdc_buf *names, char *errstr, size_t errstr_size);
 /*

@@ -14,7 +14,6 @@
 
 void encoder_init(encoder *e, const char *prefix, const char *db)
 {
-    e->prefix = prefix;
     e->db = db;
     cdc_buf_init(&e->source_head);
     cdc_avro_put_cstring(&e->source_head, CDC_VERSION);

@@ -33,9 +33,8 @@ typedef struct event_ctx {
     const char *snapshot; /* "false" when streaming */
 } event_ctx;
 
-/* Reusable output buffers; `prefix` and `db` are borrowed. */
+/* Reusable output buffers; `db` is borrowed (the prefix is copied into source_head). */
 typedef struct encoder {
-    const char *prefix;
     const char *db;
     cdc_buf source_head; /* source.version, .connector, .name: the same in every event */
     cdc_buf key;

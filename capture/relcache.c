@@ -380,11 +380,10 @@ done:
 /* ---- catalog lookups ---- */
 
 static const char *TABLE_SQL =
-    /* Key columns only: an index's INCLUDE columns are not part of its key.
-     * Then each column's place in the primary key and in the replica
-     * identity index (NULL: not in it). */
+    /* Each column's place in the primary key and in the replica identity
+     * index (NULL: not in it); key columns only: an index's INCLUDE columns
+     * are not part of its key. */
     "SELECT a.attname, a.attnotnull, "
-    "  COALESCE(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false), "
     "  pg_catalog.array_position((i.indkey::int2[])[0:i.indnkeyatts - 1], a.attnum), "
     "  pg_catalog.array_position((ri.indkey::int2[])[0:ri.indnkeyatts - 1], a.attnum) "
     "FROM pg_catalog.pg_attribute a "
@@ -469,10 +468,10 @@ relation *relcache_update(relcache *rc, const pgo_msg *m, PGconn *sql, const cha
             if (strcmp(PQgetvalue(tres, t, 0), c->name) == 0) {
                 c->notnull = PQgetvalue(tres, t, 1)[0] == 't';
                 if (use_pk)
-                    c->key = PQgetvalue(tres, t, 2)[0] == 't';
+                    c->key = !PQgetisnull(tres, t, 2);
                 /* The identity is the replica identity index (i), else the
                  * primary key. */
-                int col = m->replident == 'i' ? 4 : 3;
+                int col = m->replident == 'i' ? 3 : 2;
                 c->key_pos = PQgetisnull(tres, t, col) ? 0 : atoi(PQgetvalue(tres, t, col));
             }
         }
