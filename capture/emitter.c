@@ -244,6 +244,8 @@ static emit_status produce(emitter *em, const char *topic, int32_t partition, co
             rd_kafka_producev(em->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, klen),
                               RD_KAFKA_V_VALUE((void *)val, vlen),
+                              /* Given, librdkafka skips a gettimeofday() per message. */
+                              RD_KAFKA_V_TIMESTAMP(event_ms()),
                               RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (seq == SCHEMA_SEQ)
