@@ -30,13 +30,15 @@ struct batch {
     size_t nrows, rows_cap;
     batch_val **slabs; /* rows[0..rows_cap).vals point into these */
     size_t nslabs;
-    size_t *slots;  /* row index + 1, 0 = empty */
-    size_t nslots;  /* power of two, more than twice the rows */
+    uint64_t *slots; /* row index + 1 in the low 32 bits (0 = empty), the key hash's high
+                        32 bits above: a probe passes other keys without reading their row */
+    size_t nslots;   /* power of two, more than twice the rows */
     cdc_buf arena;  /* every text of every row, NUL-terminated */
     batch_val *ev_before, *ev_after; /* the event being added, in batch column order */
     int *map;                        /* event column -> batch column */
     int map_cap;
     bool mixed; /* an event other than a read of a key new to the batch was added */
+    bool binary; /* the values are in their binary form (set by the first event) */
 };
 
 batch *batch_new(const cdc_table_schema *schema)
@@ -74,6 +76,7 @@ void batch_clear(batch *b)
 {
     b->nrows = 0;
     b->mixed = false;
+    b->binary = false;
     memset(b->slots, 0, b->nslots * sizeof *b->slots);
     cdc_buf_reset(&b->arena);
 }
@@ -91,6 +94,11 @@ const batch_row *batch_row_at(const batch *b, size_t i)
 const char *batch_text(const batch *b, const batch_val *v)
 {
     return v->state == CDC_COL_VALUE ? (const char *)b->arena.data + v->off : NULL;
+}
+
+bool batch_binary(const batch *b)
+{
+    return b->binary;
 }
 
 bool batch_keyless(const batch *b)
@@ -207,15 +215,27 @@ static bool key_eq(const batch *b, const batch_val *x, const batch_val *y)
     return true;
 }
 
+#define SLOT_TAG UINT64_C(0xffffffff00000000)
+
+static size_t slot_row(uint64_t slot)
+{
+    return (size_t)(uint32_t)slot - 1;
+}
+
+static uint64_t slot_of(uint64_t h, size_t row)
+{
+    return (h & SLOT_TAG) | (uint64_t)(row + 1);
+}
+
 /* The slot holding the key of `v`, or the empty slot where it belongs. */
 static size_t find_slot(const batch *b, const batch_val *v, uint64_t h)
 {
     size_t mask = b->nslots - 1, i = (size_t)h & mask;
-    while (b->slots[i]) {
-        size_t r = b->slots[i] - 1;
-        if (b->hashes[r] == h && key_eq(b, b->rows[r].vals, v))
+    for (uint64_t s; (uint32_t)(s = b->slots[i]) != 0; i = (i + 1) & mask) {
+        size_t r = slot_row(s);
+        if ((s & SLOT_TAG) == (h & SLOT_TAG) && b->hashes[r] == h &&
+            key_eq(b, b->rows[r].vals, v))
             break;
-        i = (i + 1) & mask;
     }
     return i;
 }
@@ -231,9 +251,9 @@ static void grow_slots(batch *b)
     size_t mask = b->nslots - 1;
     for (size_t r = 0; r < b->nrows; r++) {
         size_t i = (size_t)b->hashes[r] & mask;
-        while (b->slots[i])
+        while ((uint32_t)b->slots[i])
             i = (i + 1) & mask;
-        b->slots[i] = r + 1;
+        b->slots[i] = slot_of(b->hashes[r], r);
     }
 }
 
@@ -285,10 +305,10 @@ static int add_keyed(batch *b, const cdc_event *ev, char *errstr, size_t errstr_
     uint64_t h = key_hash(b, src);
     grow_slots(b);
     size_t slot = find_slot(b, src, h);
-    bool fresh = b->slots[slot] == 0;
+    bool fresh = (uint32_t)b->slots[slot] == 0;
     if (fresh)
-        b->slots[slot] = b->nrows + 1;
-    batch_row *r = fresh ? new_row(b, h) : &b->rows[b->slots[slot] - 1];
+        b->slots[slot] = slot_of(h, b->nrows);
+    batch_row *r = fresh ? new_row(b, h) : &b->rows[slot_row(b->slots[slot])];
     b->mixed |= ev->op != 'r' || !fresh;
 
     if (ev->op == 'd') {
@@ -375,6 +395,14 @@ int batch_add(batch *b, const cdc_table_schema *ev_schema, const cdc_event *ev, 
     if (!(ev->op == 'c' || ev->op == 'u' || ev->op == 'd' || ev->op == 'r')) {
         snprintf(errstr, errstr_size, "%s.%s: op '%c' cannot be batched", s->schema_name,
                  s->table_name, ev->op ? ev->op : '?');
+        goto fail;
+    }
+    if (b->nrows == 0)
+        b->binary = ev->binary;
+    if (ev->binary != b->binary) {
+        snprintf(errstr, errstr_size, "%s.%s: an event decoded in %s form added to a batch in %s form",
+                 s->schema_name, s->table_name, ev->binary ? "binary" : "text",
+                 b->binary ? "binary" : "text");
         goto fail;
     }
     if (map_columns(b, ev_schema, errstr, errstr_size) != 0)

@@ -103,6 +103,13 @@ size_t batch_count(const batch *b);
 const batch_row *batch_row_at(const batch *b, size_t i);
 /* Text of a value (NUL-terminated), or NULL unless v->state is CDC_COL_VALUE. */
 const char *batch_text(const batch *b, const batch_val *v);
+/*
+ * True when the values are in PostgreSQL's binary form (the events were
+ * decoded with cdc_event_decode_as(binary)): the batch is written with
+ * COPY ... (FORMAT binary), and batch_text is not text. A batch holds one
+ * form: the first event sets it, and batch_add refuses an event of the other.
+ */
+bool batch_binary(const batch *b);
 /* True when the table has no key: rows are in event order, unreduced. */
 bool batch_keyless(const batch *b);
 /*

@@ -504,12 +504,8 @@ void sql_merge_delete(cdc_buf *out, const cdc_table_schema *s, const char *stage
     key_match(out, s);
 }
 
-/*
- * INSERT INTO t (cols) SELECT cols FROM stage WHERE op = '<op>' ON CONFLICT
- * (key) DO, for the caller to finish; false (and "AND false" appended, so
- * the statement inserts nothing) for a keyless schema.
- */
-static bool insert_from_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage, char op)
+/* Every staged row, inserted as it is (a table still waiting for its key). */
+void sql_insert_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage)
 {
     cdc_buf_puts(out, "INSERT INTO ");
     sql_qualified(out, s->schema_name, s->table_name);
@@ -519,6 +515,16 @@ static bool insert_from_stage(cdc_buf *out, const cdc_table_schema *s, const cha
     column_list(out, s);
     cdc_buf_puts(out, " FROM ");
     stage_name(out, stage);
+}
+
+/*
+ * INSERT INTO t (cols) SELECT cols FROM stage WHERE op = '<op>' ON CONFLICT
+ * (key) DO, for the caller to finish; false (and "AND false" appended, so
+ * the statement inserts nothing) for a keyless schema.
+ */
+static bool insert_from_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage, char op)
+{
+    sql_insert_stage(out, s, stage);
     cdc_buf_printf(out, " WHERE \"" OP_COL "\" = '%c'", op);
     if (s->nkey == 0) {
         cdc_buf_puts(out, " AND false");

@@ -81,6 +81,8 @@ int sql_create_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage,
 void sql_copy_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 /* The three merge statements (delete, upsert, partial update), separately. */
 void sql_merge_delete(cdc_buf *out, const cdc_table_schema *s, const char *stage);
+/* INSERT INTO table SELECT every staged row (a table waiting for its key). */
+void sql_insert_stage(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 void sql_merge_upsert(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 void sql_merge_update(cdc_buf *out, const cdc_table_schema *s, const char *stage);
 /* Full-row updates: the UPDATE (nothing for a table of key columns only),

@@ -29,6 +29,7 @@
 typedef struct known_schema {
     const cdc_table_schema *s;
     bool committed;
+    bool exact; /* every column of s has exactly its type in the table (binary COPY may go in) */
 } known_schema;
 
 struct target {
@@ -526,12 +527,46 @@ target_status target_save_positions(target *t, const target_part *parts, size_t 
 
 /* ---- tables ---- */
 
-static bool is_ready(const target *t, const cdc_table_schema *s)
+/*
+ * The columns of table $1: name, and the built-in type (a domain's base
+ * type) as format_type prints it (NULL for other types), and whether a
+ * NOT NULL would break a row without the column (relax_not_null).
+ */
+#define COLUMNS_SQL                                                                                \
+    "SELECT a.attname, CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace "                    \
+    "THEN pg_catalog.format_type(bt.oid, CASE WHEN t.typtype = 'd' "                               \
+    "THEN t.typtypmod ELSE a.atttypmod END) END, "                                                 \
+    "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' "                                     \
+    "AND a.attgenerated = '' AND NOT EXISTS (SELECT 1 FROM "                                       \
+    "pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary "                      \
+    "AND a.attnum = ANY (i.indkey)) "                                                              \
+    "FROM pg_catalog.pg_attribute a "                                                              \
+    "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "                                             \
+    "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "                            \
+    "THEN t.typbasetype ELSE t.oid END "                                                           \
+    "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 "                              \
+    "AND NOT a.attisdropped"
+
+/* The column of `res` (a COLUMNS_SQL result) named `name`, or -1. */
+static int column_row(const PGresult *res, const char *name)
+{
+    for (int row = 0; row < PQntuples(res); row++)
+        if (strcmp(PQgetvalue(res, row, 0), name) == 0)
+            return row;
+    return -1;
+}
+
+static known_schema *find_ready(const target *t, const cdc_table_schema *s)
 {
     for (size_t i = 0; i < t->nready; i++)
         if (t->ready[i].s == s)
-            return true;
-    return false;
+            return &t->ready[i];
+    return NULL;
+}
+
+static bool is_ready(const target *t, const cdc_table_schema *s)
+{
+    return find_ready(t, s) != NULL;
 }
 
 bool target_table_ready(const target *t, const cdc_table_schema *s)
@@ -539,7 +574,7 @@ bool target_table_ready(const target *t, const cdc_table_schema *s)
     return is_ready(t, s);
 }
 
-static void mark_ready(target *t, const cdc_table_schema *s)
+static void mark_ready(target *t, const cdc_table_schema *s, bool exact)
 {
     if (t->nready == t->capready) {
         t->capready = t->capready ? t->capready * 2 : 16;
@@ -547,6 +582,7 @@ static void mark_ready(target *t, const cdc_table_schema *s)
     }
     t->ready[t->nready].s = s;
     t->ready[t->nready].committed = false;
+    t->ready[t->nready].exact = exact;
     t->nready++;
 }
 
@@ -705,23 +741,7 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, bool lo
                    vals, NULL, errstr, errstr_size);
     if (r != TARGET_OK)
         goto done;
-    /* Name, and the built-in type (a domain's base type) as format_type prints it. */
-    r = run_params(t,
-                   "SELECT a.attname, CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace "
-                   "THEN pg_catalog.format_type(bt.oid, CASE WHEN t.typtype = 'd' "
-                   "THEN t.typtypmod ELSE a.atttypmod END) END, "
-                   /* A NOT NULL a row without the column would break (relax_not_null). */
-                   "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' "
-                   "AND a.attgenerated = '' AND NOT EXISTS (SELECT 1 FROM "
-                   "pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary "
-                   "AND a.attnum = ANY (i.indkey)) "
-                   "FROM pg_catalog.pg_attribute a "
-                   "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-                   "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' "
-                   "THEN t.typbasetype ELSE t.oid END "
-                   "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 "
-                   "AND NOT a.attisdropped",
-                   1, vals, &res, errstr, errstr_size);
+    r = run_params(t, COLUMNS_SQL, 1, vals, &res, errstr, errstr_size);
     if (r != TARGET_OK)
         goto done;
     char *exists = NULL;
@@ -736,6 +756,8 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, bool lo
     }
     bool table_exists = exists[0] == 't';
     free(exists);
+    /* Created here, or every column found (or added) with its type. */
+    bool exact = true;
     if ((r = sync_enum_labels(t, s, errstr, errstr_size)) != TARGET_OK)
         goto done;
     cdc_buf *sql = &t->sql;
@@ -803,10 +825,7 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, bool lo
         }
     } else {
         for (int i = 0; i < s->nfields; i++) {
-            int have = -1;
-            for (int row = 0; row < PQntuples(res); row++)
-                if (strcmp(PQgetvalue(res, row, 0), s->fields[i].pg_name) == 0)
-                    have = row;
+            int have = column_row(res, s->fields[i].pg_name);
             /*
              * A type changed at the source is not applied to the target:
              * say so, since the target converts (a narrower numeric
@@ -819,8 +838,11 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, bool lo
                          "ALTER the target column to match",
                          cdc_buf_cstr(&qname), s->fields[i].pg_name, s->fields[i].pg_type,
                          PQgetvalue(res, have, 1));
-            if (have >= 0)
+            if (have >= 0) {
+                exact &= !PQgetisnull(res, have, 1) &&
+                         strcmp(PQgetvalue(res, have, 1), s->fields[i].pg_type) == 0;
                 continue;
+            }
             if (!t->auto_evolve) {
                 snprintf(errstr, errstr_size, "table %s has no column %s (auto.evolve is false)",
                          cdc_buf_cstr(&qname), s->fields[i].pg_name);
@@ -839,7 +861,7 @@ target_status target_prepare_table(target *t, const cdc_table_schema *s, bool lo
         if ((r = relax_not_null(t, s, res, cdc_buf_cstr(&qname), errstr, errstr_size)) != TARGET_OK)
             goto done;
     }
-    mark_ready(t, s);
+    mark_ready(t, s, exact);
     r = TARGET_OK;
 done:
     PQclear(res);
@@ -923,10 +945,52 @@ static target_status apply_keyless(target *t, const cdc_table_schema *s, const b
     return r;
 }
 
+/* COPY's binary format: signature, flags, header extension length. */
+static const uint8_t copy_bin_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+
+static void put_be32(cdc_buf *out, uint32_t v)
+{
+    cdc_buf_reserve(out, 4);
+    for (int i = 3; i >= 0; i--)
+        out->data[out->len++] = (uint8_t)(v >> (8 * i));
+}
+
+/* One field of a binary COPY row: its length (-1: NULL), then its bytes. */
+static void copy_bin_field(cdc_buf *out, const uint8_t *data, size_t len)
+{
+    if (!data) {
+        put_be32(out, UINT32_MAX);
+        return;
+    }
+    put_be32(out, (uint32_t)len);
+    cdc_buf_append(out, data, len);
+}
+
+/* A row of a binary batch, with the stage's op and keep columns if staged. */
+static void copy_bin_row(cdc_buf *out, const batch *b, const batch_row *row, int n, bool staged,
+                         const char *keep)
+{
+    int nout = n + (staged ? 2 : 0);
+    cdc_buf_reserve(out, 2);
+    out->data[out->len++] = (uint8_t)(nout >> 8);
+    out->data[out->len++] = (uint8_t)nout;
+    for (int c = 0; c < n; c++) {
+        const batch_val *v = &row->vals[c];
+        copy_bin_field(out, v->state == CDC_COL_VALUE ? (const uint8_t *)batch_text(b, v) : NULL,
+                       v->len);
+    }
+    if (staged) {
+        uint8_t op = (uint8_t)row->op; /* "char": one byte */
+        copy_bin_field(out, &op, 1);
+        copy_bin_field(out, (const uint8_t *)keep, (size_t)n);
+    }
+}
+
 /*
- * Send the batch's rows through `copy_sql` (a COPY ... FROM STDIN): with
- * op/keep columns for the stage, or the table's columns only for a direct
- * COPY. Marks in any[] which ops occur.
+ * Send the batch's rows through `copy_sql` (a COPY ... FROM STDIN, with
+ * (FORMAT binary) for a binary batch): with op/keep columns for the stage,
+ * or the table's columns only for a direct COPY. Marks in any[] which ops
+ * occur.
  */
 static target_status copy_rows(target *t, const cdc_table_schema *s, const batch *b,
                                const char *copy_sql, bool staged, size_t ops[128], char *errstr,
@@ -944,16 +1008,22 @@ static target_status copy_rows(target *t, const cdc_table_schema *s, const batch
     char *keep = cdc_xmalloc((size_t)n + 1);
     cdc_buf *copy = &t->copy;
     cdc_buf_reset(copy);
+    bool binary = batch_binary(b);
+    if (binary)
+        cdc_buf_append(copy, copy_bin_header, sizeof copy_bin_header);
     bool sent_ok = true;
     for (size_t i = 0; i < batch_count(b) && sent_ok; i++) {
         const batch_row *row = batch_row_at(b, i);
         for (int c = 0; c < n; c++) {
-            vals[c] = val_text(b, &row->vals[c]);
+            if (!binary)
+                vals[c] = val_text(b, &row->vals[c]);
             keep[c] = row->vals[c].state == CDC_COL_UNCHANGED ? '1' : '0';
         }
         keep[n] = '\0';
         ops[(unsigned char)row->op & 127]++;
-        if (staged)
+        if (binary)
+            copy_bin_row(copy, b, row, n, staged, keep);
+        else if (staged)
             sql_copy_line(copy, n, vals, (char)row->op, keep);
         else
             sql_copy_row(copy, n, vals);
@@ -964,6 +1034,11 @@ static target_status copy_rows(target *t, const cdc_table_schema *s, const batch
     }
     free(vals);
     free(keep);
+    if (binary) {
+        cdc_buf_reserve(copy, 2);
+        copy->data[copy->len++] = 0xff; /* trailer: a field count of -1 */
+        copy->data[copy->len++] = 0xff;
+    }
     if (sent_ok && copy->len > 0)
         PQputCopyData(t->conn, (const char *)copy->data, (int)copy->len);
     PQputCopyEnd(t->conn, NULL);
@@ -988,6 +1063,45 @@ static void name_add(char ***names, size_t *n, const char *name)
 {
     *names = cdc_xrealloc(*names, (*n + 1) * sizeof **names);
     (*names)[(*n)++] = cdc_xstrdup(name);
+}
+
+/*
+ * A binary batch goes straight into the table only if each of its columns
+ * has exactly the type its binary form was made for: a binary value carries
+ * no type, and one of another type of the same width would be read as that
+ * type. The table is locked first (ROW EXCLUSIVE, which the COPY takes
+ * anyway), so no ALTER can come between this look and the COPY. Otherwise
+ * the batch goes through the stage, whose columns have the source's types,
+ * and the INSERT from it converts.
+ */
+static target_status binary_fits(target *t, const cdc_table_schema *s, const char *qname,
+                                 bool *fits, char *errstr, size_t errstr_size)
+{
+    known_schema *k = find_ready(t, s);
+    *fits = k && k->exact;
+    if (!*fits)
+        return TARGET_OK;
+    cdc_buf_reset(&t->sql);
+    cdc_buf_printf(&t->sql, "LOCK TABLE %s IN ROW EXCLUSIVE MODE", qname);
+    target_status r = run(t, cdc_buf_cstr(&t->sql), errstr, errstr_size);
+    if (r != TARGET_OK)
+        return r;
+    const char *vals[] = {qname};
+    PGresult *res = NULL;
+    if ((r = run_params(t, COLUMNS_SQL, 1, vals, &res, errstr, errstr_size)) != TARGET_OK)
+        return r;
+    for (int i = 0; i < s->nfields && *fits; i++) {
+        int row = column_row(res, s->fields[i].pg_name);
+        *fits = row >= 0 && !PQgetisnull(res, row, 1) &&
+                strcmp(PQgetvalue(res, row, 1), s->fields[i].pg_type) == 0;
+    }
+    PQclear(res);
+    if (!*fits) {
+        k->exact = false;
+        cdc_info("%s: a column's type is no longer the source's; its rows go through the stage",
+                 qname);
+    }
+    return TARGET_OK;
 }
 
 /*
@@ -1060,12 +1174,16 @@ static target_status try_direct(target *t, const cdc_table_schema *s, const batc
     sql_qualified(&qname, s->schema_name, s->table_name);
     bool ok = false;
     target_status r = check_direct(t, s, cdc_buf_cstr(&qname), &ok, errstr, errstr_size);
+    if (r == TARGET_OK && ok && batch_binary(b))
+        r = binary_fits(t, s, cdc_buf_cstr(&qname), &ok, errstr, errstr_size);
     if (r != TARGET_OK || !ok)
         goto out;
     if ((r = run(t, "SAVEPOINT cdc_direct", errstr, errstr_size)) != TARGET_OK)
         goto out;
     cdc_buf_reset(&t->sql);
     sql_copy_table(&t->sql, s);
+    if (batch_binary(b))
+        cdc_buf_puts(&t->sql, " (FORMAT binary)");
     size_t ops[128] = {0};
     r = copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, ops, errstr, errstr_size);
     if (r == TARGET_OK) {
@@ -1221,22 +1339,27 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
     cdc_buf qname;
     cdc_buf_init(&qname);
     sql_qualified(&qname, s->schema_name, s->table_name);
-    bool reads = batch_only_reads(b), waiting = false;
+    bool reads = batch_only_reads(b), waiting = false, fits = true;
     target_status r =
         deferred_key(t, s, cdc_buf_cstr(&qname), !reads, &waiting, errstr, errstr_size);
+    if (r == TARGET_OK && waiting && batch_binary(b))
+        r = binary_fits(t, s, cdc_buf_cstr(&qname), &fits, errstr, errstr_size);
     cdc_buf_free(&qname);
     if (r != TARGET_OK)
         return r;
-    if (waiting) {
+    if (waiting && fits) {
         /* Distinct new keys into a table without its key yet: nothing to
          * merge and no index to maintain. */
         size_t ops[128] = {0};
         cdc_buf_reset(&t->sql);
         sql_copy_table(&t->sql, s);
+        if (batch_binary(b))
+            cdc_buf_puts(&t->sql, " (FORMAT binary)");
         return copy_rows(t, s, b, cdc_buf_cstr(&t->sql), false, ops, errstr, errstr_size);
     }
     bool done = false;
-    r = try_direct(t, s, b, &done, errstr, errstr_size);
+    if (!waiting)
+        r = try_direct(t, s, b, &done, errstr, errstr_size);
     if (r != TARGET_OK || done)
         return r;
     t->stage_dirty = true;
@@ -1253,10 +1376,19 @@ target_status target_apply_batch(target *t, const cdc_table_schema *s, const bat
 
     cdc_buf_reset(sql);
     sql_copy_stage(sql, s, stage);
+    if (batch_binary(b))
+        cdc_buf_puts(sql, " (FORMAT binary)");
     size_t ops[128] = {0};
     r = copy_rows(t, s, b, cdc_buf_cstr(sql), true, ops, errstr, errstr_size);
     if (r != TARGET_OK)
         return r;
+    if (waiting) {
+        /* A binary load into a table whose column types are not the
+         * source's: the stage converts, and no key is there to merge on. */
+        cdc_buf_reset(sql);
+        sql_insert_stage(sql, s, stage);
+        return run(t, cdc_buf_cstr(sql), errstr, errstr_size);
+    }
 
     /* Deletes first: a key deleted and re-inserted in one batch is an upsert. */
     if (ops[BATCH_DELETE]) {

@@ -111,6 +111,13 @@ cdc_table_schema *cdc_table_schema_parse(const char *json, char *errstr, size_t 
         }
         s->key_idx[s->nkey++] = idx;
     }
+    s->binary = s->nkey > 0;
+    for (int i = 0; i < s->nfields; i++) {
+        cdc_field *cf = &s->fields[i];
+        if (!cf->pg_domain && !cf->enum_json)
+            cf->bin = cdc_pgtype_bin_kind(&cf->type, cf->pg_type);
+        s->binary &= cf->bin != CDC_BIN_NONE;
+    }
     json_decref(root);
     return s;
 fail:
@@ -197,7 +204,11 @@ static int get_row(const cdc_table_schema *s, const uint8_t **p, const uint8_t *
         row[i].state = CDC_COL_VALUE;
         row[i].off = ev->arena.len;
         char err[256];
-        if (cdc_pgtype_decode_text(&ev->arena, &s->fields[i].type, p, end, err, sizeof err) != 0) {
+        const cdc_field *f = &s->fields[i];
+        if ((ev->binary ? cdc_pgtype_decode_binary(&ev->arena, &f->type, f->bin, p, end, err,
+                                                   sizeof err)
+                        : cdc_pgtype_decode_text(&ev->arena, &f->type, p, end, err, sizeof err)) !=
+            0) {
             snprintf(errstr, errstr_size, "column %s: %s", s->fields[i].pg_name, err);
             return -1;
         }
@@ -211,7 +222,16 @@ static int get_row(const cdc_table_schema *s, const uint8_t **p, const uint8_t *
 int cdc_event_decode(const cdc_table_schema *s, const uint8_t *body, size_t len, cdc_event *ev,
                      char *errstr, size_t errstr_size)
 {
+    return cdc_event_decode_as(s, body, len, false, ev, errstr, errstr_size);
+}
+
+int cdc_event_decode_as(const cdc_table_schema *s, const uint8_t *body, size_t len, bool binary,
+                        cdc_event *ev, char *errstr, size_t errstr_size)
+{
     const uint8_t *p = body, *end = body + len;
+    if (binary && !s->binary)
+        return bad(errstr, errstr_size, "the table has columns without a binary form");
+    ev->binary = binary;
     cdc_buf_reset(&ev->arena);
     if (ev->ncols_cap < s->nfields) {
         ev->ncols_cap = s->nfields;

@@ -1175,3 +1175,255 @@ int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t, const uint8_t **p
     *p = q;
     return 0;
 }
+
+/* ---- binary forms (COPY ... (FORMAT binary)) ---- */
+
+/* Microseconds and days from 1970-01-01 (Avro) to 2000-01-01 (PostgreSQL). */
+#define PG_EPOCH_DAYS 10957
+#define PG_EPOCH_USECS (INT64_C(10957) * USECS_PER_DAY)
+
+cdc_pgbin cdc_pgtype_bin_kind(const cdc_coltype *t, const char *pg_type)
+{
+    static const struct {
+        cdc_conv conv;
+        const char *type;
+        bool prefix; /* type followed by a "(...)" typmod */
+        cdc_pgbin kind;
+    } kinds[] = {
+        {CDC_CONV_BOOL, "boolean", false, CDC_BIN_BOOL},
+        {CDC_CONV_INT, "smallint", false, CDC_BIN_INT2},
+        {CDC_CONV_INT, "integer", false, CDC_BIN_INT4},
+        {CDC_CONV_LONG, "bigint", false, CDC_BIN_INT8},
+        {CDC_CONV_FLOAT, "real", false, CDC_BIN_FLOAT4},
+        {CDC_CONV_DOUBLE, "double precision", false, CDC_BIN_FLOAT8},
+        {CDC_CONV_DECIMAL, "numeric", true, CDC_BIN_NUMERIC},
+        {CDC_CONV_DATE, "date", false, CDC_BIN_DATE},
+        {CDC_CONV_TIME, "time without time zone", false, CDC_BIN_TIME},
+        {CDC_CONV_TIMESTAMP, "timestamp without time zone", false, CDC_BIN_TIMESTAMP},
+        {CDC_CONV_TIMESTAMPTZ, "timestamp with time zone", false, CDC_BIN_TIMESTAMP},
+        {CDC_CONV_STRING, "text", false, CDC_BIN_TEXT},
+        {CDC_CONV_STRING, "character varying", false, CDC_BIN_TEXT},
+        {CDC_CONV_STRING, "character varying", true, CDC_BIN_TEXT},
+        {CDC_CONV_STRING, "character", false, CDC_BIN_TEXT},
+        {CDC_CONV_STRING, "character", true, CDC_BIN_TEXT},
+        {CDC_CONV_BYTES, "bytea", false, CDC_BIN_BYTEA},
+        {CDC_CONV_UUID, "uuid", false, CDC_BIN_UUID},
+    };
+    if (!pg_type)
+        return CDC_BIN_NONE;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (kinds[i].conv != t->conv)
+            continue;
+        size_t n = strlen(kinds[i].type);
+        if (strncmp(pg_type, kinds[i].type, n) != 0)
+            continue;
+        const char *rest = pg_type + n;
+        /* A typmod is digits (and a comma) in parentheses, nothing after:
+         * "time(3) with time zone" is another type. */
+        if (kinds[i].prefix) {
+            if (*rest++ != '(')
+                continue;
+            while ((*rest >= '0' && *rest <= '9') || *rest == ',')
+                rest++;
+            if (*rest++ != ')')
+                continue;
+        }
+        if (*rest == '\0')
+            return kinds[i].kind;
+    }
+    return CDC_BIN_NONE;
+}
+
+static void put_be(cdc_buf *out, uint64_t v, int bytes)
+{
+    cdc_buf_reserve(out, (size_t)bytes);
+    for (int i = bytes - 1; i >= 0; i--)
+        out->data[out->len++] = (uint8_t)(v >> (8 * i));
+}
+
+static int floor_div4(int a)
+{
+    return a >= 0 ? a / 4 : -((-a + 3) / 4);
+}
+
+/*
+ * numeric's binary form: ndigits, weight, sign, dscale (16 bits each), then
+ * ndigits base-10000 digits, most significant first; digit i is worth
+ * 10000^(weight - i). Leading and trailing zero digits are left out.
+ */
+static int decode_numeric_bin(cdc_buf *out, const cdc_coltype *t, const uint8_t **p,
+                              const uint8_t *end, char *errstr, size_t errstr_size)
+{
+    static const uint16_t pow10[4] = {1, 10, 100, 1000};
+    const uint8_t *q = *p, *data;
+    size_t len;
+    char dec[(DECIMAL_MAX_BYTES * 8 / 29 + 2) * 9];
+    uint16_t group[(sizeof dec + NUMERIC_MAX_PRECISION) / 4 + 3];
+
+    if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
+        return truncated(errstr, errstr_size, "decimal");
+    if (len == 0)
+        return set_err(errstr, errstr_size, "Avro decimal with no bytes");
+    if (len > DECIMAL_MAX_BYTES)
+        return set_err(errstr, errstr_size, "Avro decimal of %zu bytes is too large", len);
+    if (t->scale < 0 || t->scale > NUMERIC_MAX_PRECISION)
+        return set_err(errstr, errstr_size, "decimal scale %d out of range", t->scale);
+    bool neg;
+    char *digits = decimal_digits(dec + sizeof dec, data, len, &neg);
+    int nd = (int)(dec + sizeof dec - digits), scale = t->scale;
+    if (nd == 1 && digits[0] == '0') {
+        put_be(out, 0, 2);
+        put_be(out, 0, 2);
+        put_be(out, 0x0000, 2);
+        put_be(out, (uint64_t)scale, 2);
+        *p = q;
+        return 0;
+    }
+    if (t->precision > 0 && nd > t->precision)
+        return set_err(errstr, errstr_size, "Avro decimal has %d digits, more than precision %d",
+                       nd, t->precision);
+    int top = nd - scale - 1; /* power of ten of the first digit */
+    int weight = floor_div4(top);
+    int ngroups = weight - floor_div4(-scale) + 1;
+    memset(group, 0, (size_t)ngroups * sizeof *group);
+    for (int k = 0; k < nd; k++) {
+        int e = top - k, g = floor_div4(e);
+        group[weight - g] = (uint16_t)(group[weight - g] + (digits[k] - '0') * pow10[e - 4 * g]);
+    }
+    while (ngroups > 0 && group[ngroups - 1] == 0)
+        ngroups--;
+    put_be(out, (uint64_t)ngroups, 2);
+    put_be(out, (uint64_t)(uint16_t)(int16_t)weight, 2);
+    put_be(out, neg ? 0x4000 : 0x0000, 2);
+    put_be(out, (uint64_t)scale, 2);
+    for (int i = 0; i < ngroups; i++)
+        put_be(out, group[i], 2);
+    *p = q;
+    return 0;
+}
+
+static int hex_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
+                             const uint8_t **p, const uint8_t *end, char *errstr,
+                             size_t errstr_size)
+{
+    const uint8_t *q = *p, *data;
+    size_t len;
+    int64_t l;
+    int32_t i;
+    bool b;
+    float f;
+    double d;
+    uint64_t bits;
+
+    switch (kind) {
+    case CDC_BIN_NUMERIC:
+        return decode_numeric_bin(out, t, p, end, errstr, errstr_size);
+    case CDC_BIN_BOOL:
+        if (cdc_avro_get_bool(&q, end, &b) != 0)
+            return truncated(errstr, errstr_size, "boolean");
+        put_be(out, b, 1);
+        break;
+    case CDC_BIN_INT2:
+    case CDC_BIN_INT4:
+        if (cdc_avro_get_int(&q, end, &i) != 0)
+            return truncated(errstr, errstr_size, "int");
+        if (kind == CDC_BIN_INT2 && (i < INT16_MIN || i > INT16_MAX))
+            return set_err(errstr, errstr_size, "value %" PRId32 " is out of range for smallint",
+                           i);
+        put_be(out, (uint64_t)(uint32_t)i, kind == CDC_BIN_INT2 ? 2 : 4);
+        break;
+    case CDC_BIN_INT8:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "long");
+        put_be(out, (uint64_t)l, 8);
+        break;
+    case CDC_BIN_FLOAT4:
+        if (cdc_avro_get_float(&q, end, &f) != 0)
+            return truncated(errstr, errstr_size, "float");
+        uint32_t fb;
+        memcpy(&fb, &f, sizeof fb);
+        put_be(out, fb, 4);
+        break;
+    case CDC_BIN_FLOAT8:
+        if (cdc_avro_get_double(&q, end, &d) != 0)
+            return truncated(errstr, errstr_size, "double");
+        memcpy(&bits, &d, sizeof bits);
+        put_be(out, bits, 8);
+        break;
+    case CDC_BIN_DATE:
+        if (cdc_avro_get_int(&q, end, &i) != 0)
+            return truncated(errstr, errstr_size, "date");
+        /* infinity and -infinity are INT32_MAX and INT32_MIN in both. */
+        if (i != INT32_MAX && i != INT32_MIN) {
+            if (i < INT32_MIN + PG_EPOCH_DAYS + 1)
+                return set_err(errstr, errstr_size, "date %" PRId32 " is out of range", i);
+            i -= PG_EPOCH_DAYS;
+        }
+        put_be(out, (uint64_t)(uint32_t)i, 4);
+        break;
+    case CDC_BIN_TIME:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "time-micros");
+        if (l < 0 || l > USECS_PER_DAY)
+            return set_err(errstr, errstr_size, "time-micros %" PRId64 " outside 00:00..24:00",
+                           l);
+        put_be(out, (uint64_t)l, 8);
+        break;
+    case CDC_BIN_TIMESTAMP:
+        if (cdc_avro_get_long(&q, end, &l) != 0)
+            return truncated(errstr, errstr_size, "timestamp");
+        /* infinity and -infinity are INT64_MAX and INT64_MIN in both. */
+        if (l != INT64_MAX && l != INT64_MIN) {
+            if (l < INT64_MIN + PG_EPOCH_USECS + 1)
+                return set_err(errstr, errstr_size, "timestamp %" PRId64 " is out of range", l);
+            l -= PG_EPOCH_USECS;
+        }
+        put_be(out, (uint64_t)l, 8);
+        break;
+    case CDC_BIN_TEXT:
+    case CDC_BIN_BYTEA:
+        if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
+            return truncated(errstr, errstr_size, kind == CDC_BIN_TEXT ? "string" : "bytes");
+        if (kind == CDC_BIN_TEXT && memchr(data, '\0', len))
+            return set_err(errstr, errstr_size, "Avro string contains a NUL byte");
+        cdc_buf_append(out, data, len);
+        break;
+    case CDC_BIN_UUID: {
+        if (cdc_avro_get_bytes(&q, end, &data, &len) != 0)
+            return truncated(errstr, errstr_size, "uuid");
+        /* 8-4-4-4-12 hexadecimal digits, as uuid_out writes them. */
+        uint8_t u[16];
+        size_t k = 0;
+        bool ok = len == 36;
+        for (size_t j = 0; ok && j < 36; j++) {
+            if (j == 8 || j == 13 || j == 18 || j == 23) {
+                ok = data[j] == '-';
+                continue;
+            }
+            int h = hex_digit(data[j]);
+            ok = h >= 0;
+            if (ok) {
+                u[k / 2] = (uint8_t)(k % 2 ? u[k / 2] | h : h << 4);
+                k++;
+            }
+        }
+        if (!ok)
+            return set_err(errstr, errstr_size, "uuid %.*s is not in its canonical form",
+                           (int)(len < 40 ? len : 40), (const char *)data);
+        cdc_buf_append(out, u, sizeof u);
+        break;
+    }
+    default:
+        return set_err(errstr, errstr_size, "no binary form for conversion %d", (int)t->conv);
+    }
+    *p = q;
+    return 0;
+}

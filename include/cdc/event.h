@@ -22,6 +22,7 @@ typedef struct cdc_field {
     char *enum_json; /* JSON array of enum labels or NULL */
     bool nullable;   /* pg.nullable */
     cdc_coltype type;
+    cdc_pgbin bin;   /* binary form of pg_type, CDC_BIN_NONE for domains and enums */
 } cdc_field;
 
 typedef struct cdc_table_schema {
@@ -32,6 +33,8 @@ typedef struct cdc_table_schema {
     cdc_field *fields;
     int nkey;
     int *key_idx; /* indices into fields, from pg.key */
+    bool binary;  /* a key, and every field has a binary form: events can be
+                     decoded in PostgreSQL's binary form (cdc_event_decode_as) */
 } cdc_table_schema;
 
 /* Parse an envelope schema produced by cdc-capture. Returns NULL with errstr. */
@@ -76,6 +79,7 @@ typedef struct cdc_event {
     uint64_t commit_lsn;
     int64_t ordinal;
     size_t db_off, schema_off, table_off; /* NUL-terminated strings in arena */
+    bool binary; /* column values are in their binary form (cdc_event_decode_as) */
     cdc_buf arena;
 } cdc_event;
 
@@ -87,6 +91,15 @@ void cdc_event_free(cdc_event *ev);
  */
 int cdc_event_decode(const cdc_table_schema *s, const uint8_t *body, size_t len, cdc_event *ev,
                      char *errstr, size_t errstr_size);
+/*
+ * The same, with `binary` (only for a schema with s->binary): each column
+ * value is PostgreSQL's binary form of its type (s->fields[i].bin, see
+ * cdc_pgtype_decode_binary) instead of its text, for COPY ... (FORMAT
+ * binary). Values still end with a NUL byte, which `len` does not count;
+ * a binary value may hold NUL bytes of its own.
+ */
+int cdc_event_decode_as(const cdc_table_schema *s, const uint8_t *body, size_t len, bool binary,
+                        cdc_event *ev, char *errstr, size_t errstr_size);
 static inline const char *cdc_event_text(const cdc_event *ev, const cdc_colval *v)
 {
     return (const char *)ev->arena.data + v->off;

@@ -116,6 +116,50 @@ int cdc_pgtype_decode_text(cdc_buf *out, const cdc_coltype *t,
                            size_t errstr_size);
 
 /*
+ * PostgreSQL's binary form of a column (what its type's send function
+ * writes and COPY ... (FORMAT binary) reads), for the column types whose
+ * Avro value converts to it exactly. cdc-apply writes bootstrap loads this
+ * way: the target then skips parsing text (integers, timestamps, numerics).
+ * The binary form carries no type, so it may only go into a column of
+ * exactly the type the kind was chosen for.
+ */
+typedef enum cdc_pgbin {
+    CDC_BIN_NONE = 0, /* no binary form here: use text */
+    CDC_BIN_BOOL,
+    CDC_BIN_INT2,
+    CDC_BIN_INT4,
+    CDC_BIN_INT8,
+    CDC_BIN_FLOAT4,
+    CDC_BIN_FLOAT8,
+    CDC_BIN_NUMERIC, /* numeric(p,s) from an Avro decimal */
+    CDC_BIN_DATE,
+    CDC_BIN_TIME,
+    CDC_BIN_TIMESTAMP, /* timestamp and timestamptz: microseconds since 2000 */
+    CDC_BIN_TEXT,      /* text, varchar, bpchar: the bytes themselves */
+    CDC_BIN_BYTEA,
+    CDC_BIN_UUID,
+} cdc_pgbin;
+
+/*
+ * The binary form for a column mapped as `t` whose type format_type prints
+ * as `pg_type` ("bigint", "numeric(18,2)", "character varying(20)", ...), or
+ * CDC_BIN_NONE. Other types (arrays, json, enums, intervals, ...) and
+ * numerics without a typmod stay text.
+ */
+cdc_pgbin cdc_pgtype_bin_kind(const cdc_coltype *t, const char *pg_type);
+
+/*
+ * Like cdc_pgtype_decode_text, but append the binary form `kind` (from
+ * cdc_pgtype_bin_kind for this column) without its length word. A value
+ * the binary form cannot hold (a date or timestamp beyond PostgreSQL's
+ * range, a smallint out of range, a uuid not in its canonical text form)
+ * is an error, as its text would be for the target.
+ */
+int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
+                             const uint8_t **p, const uint8_t *end, char *errstr,
+                             size_t errstr_size);
+
+/*
  * Recover the mapping from a field's Avro type JSON (as produced by
  * cdc_pgtype_avro_type, possibly inside a ["null", T] union which is
  * unwrapped). Returns 0, or -1 if the type is not one we produce.

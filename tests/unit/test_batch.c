@@ -252,6 +252,49 @@ Test(batch, only_reads_is_true_for_distinct_snapshot_reads_alone)
     fx_free(&f);
 }
 
+/*
+ * A batch holds values in one form: text, or PostgreSQL's binary form (a
+ * load's reads). The first event sets it; an event of the other form is
+ * refused and leaves the batch as it was. Binary keys may hold NUL bytes:
+ * keys that differ only after one are different keys.
+ */
+Test(batch, one_form_per_batch_and_binary_keys_with_nul_bytes)
+{
+    fixture f;
+    fx_init(&f, payments());
+    cr_assert(f.s->binary == false, "numeric without a typmod has no binary form");
+    cr_assert_not(batch_binary(f.b));
+    const char *const k1 = "\x01", *const k2 = "\x02";
+    make_event(&f.ev, 'r', 4, NULL, ROW(k1, "10.00", "a", "m"), 100, -10);
+    f.ev.binary = true;
+    /* Values with NUL bytes: the key 00 00 00 01 vs 00 00 00 02. */
+    static const char key1[] = {0, 0, 0, 1}, key2[] = {0, 0, 0, 2};
+    f.ev.after[0] = (cdc_colval){CDC_COL_VALUE, f.ev.arena.len, 4};
+    cdc_buf_append(&f.ev.arena, key1, 4);
+    cdc_buf_putc(&f.ev.arena, 0);
+    cr_assert_eq(batch_add(f.b, f.s, &f.ev, f.err, sizeof f.err), 0, "%s", f.err);
+    cr_assert(batch_binary(f.b), "the first event sets the form");
+    f.ev.after[0] = (cdc_colval){CDC_COL_VALUE, f.ev.arena.len, 4};
+    cdc_buf_append(&f.ev.arena, key2, 4);
+    cdc_buf_putc(&f.ev.arena, 0);
+    cr_assert_eq(batch_add(f.b, f.s, &f.ev, f.err, sizeof f.err), 0, "%s", f.err);
+    cr_assert_eq(batch_count(f.b), 2, "keys differing after a NUL byte are two keys");
+    cr_assert(batch_only_reads(f.b));
+    const batch_row *r = batch_row_at(f.b, 1);
+    cr_assert_eq(r->vals[0].len, 4);
+    cr_assert(memcmp(batch_text(f.b, &r->vals[0]), key2, 4) == 0);
+
+    make_event(&f.ev, 'r', 4, NULL, ROW(k2, "20.00", "b", "m"), 100, -9);
+    cr_assert_eq(batch_add(f.b, f.s, &f.ev, f.err, sizeof f.err), -1, "a text event");
+    cr_assert(strstr(f.err, "form") != NULL, "%s", f.err);
+    cr_assert_eq(batch_count(f.b), 2, "the refused event left the batch as it was");
+    batch_clear(f.b);
+    cr_assert_not(batch_binary(f.b), "a cleared batch takes either form");
+    add(&f, NULL, 'r', NULL, ROW("1", "10.00", "a", "m"), 100, -10);
+    cr_assert_not(batch_binary(f.b));
+    fx_free(&f);
+}
+
 /* An update of a row that should exist: written as an UPDATE (cheaper than
  * an upsert), the row inserted only if the target lacks it. */
 Test(batch, full_update_alone_is_replace)
