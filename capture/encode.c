@@ -38,11 +38,21 @@ void encoder_free(encoder *e)
 static int encode_value(cdc_buf *b, const rel_col *c, const pgo_value *v, char *errstr,
                         size_t errstr_size)
 {
-    if (v->kind == 'b') {
-        snprintf(errstr, errstr_size, "column %s: binary value where text was requested", c->name);
-        return -1;
-    }
     char err[256];
+    if (v->kind == 'b') {
+        /* A binary COPY's value (a bootstrap of a table whose every column has a binary form). */
+        if (c->bin == CDC_BIN_NONE) {
+            snprintf(errstr, errstr_size, "column %s: binary value where text was requested",
+                     c->name);
+            return -1;
+        }
+        if (cdc_pgtype_encode_binary(b, &c->type, c->bin, (const uint8_t *)v->data, v->len, err,
+                                     sizeof err) != 0) {
+            snprintf(errstr, errstr_size, "column %s: %s", c->name, err);
+            return -1;
+        }
+        return 0;
+    }
     if (cdc_pgtype_encode(b, &c->type, v->data, v->len, err, sizeof err) != 0) {
         snprintf(errstr, errstr_size, "column %s: %s", c->name, err);
         return -1;
@@ -116,7 +126,7 @@ int encode_key(encoder *e, const relation *r, const pgo_tuple *t, char *errstr, 
     for (int k = 0; k < r->nkey; k++) {
         int i = r->key_idx[k];
         const pgo_value *v = &t->values[i];
-        if (v->kind != 't') {
+        if (v->kind != 't' && v->kind != 'b') {
             snprintf(errstr, errstr_size, "%s.%s: key column %s has no value in the change",
                      r->nspname, r->relname, r->cols[i].name);
             return -1;

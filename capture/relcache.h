@@ -41,6 +41,7 @@ typedef struct rel_col {
     char *name;  /* true column name */
     char *field; /* Avro field name (sanitised, unique in the record) */
     cdc_coltype type;
+    cdc_pgbin bin;  /* its binary form (for a binary COPY), CDC_BIN_NONE for enums */
     char **labels; /* an enum's labels as the schema lists them (pg.enum), else NULL */
     int nlabels;
 } rel_col;

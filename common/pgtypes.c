@@ -559,7 +559,9 @@ static uint32_t mag_divmod(bigmag *m, uint32_t div)
 static void put_twos_complement(cdc_buf *out, const bigmag *m, bool neg)
 {
     size_t nb = m->n * 4 + 1; /* one spare byte for the sign */
-    uint8_t *be = cdc_xcalloc(nb, 1);
+    uint8_t small[64];
+    uint8_t *be = nb <= sizeof small ? small : cdc_xcalloc(nb, 1);
+    memset(be, 0, nb);
 
     for (size_t i = 0; i < m->n; i++)
         for (int k = 0; k < 4; k++)
@@ -578,7 +580,8 @@ static void put_twos_complement(cdc_buf *out, const bigmag *m, bool neg)
             (be[start] == 0xff && (be[start + 1] & 0x80))))
         start++;
     cdc_avro_put_bytes(out, be + start, nb - start);
-    free(be);
+    if (be != small)
+        free(be);
 }
 
 /*
@@ -1426,4 +1429,246 @@ int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
     }
     *p = q;
     return 0;
+}
+
+cdc_pgbin cdc_pgtype_bin_kind_oid(const cdc_coltype *t, uint32_t typoid)
+{
+    static const struct {
+        uint32_t oid;
+        cdc_conv conv;
+        cdc_pgbin kind;
+    } kinds[] = {
+        {CDC_OID_BOOL, CDC_CONV_BOOL, CDC_BIN_BOOL},
+        {CDC_OID_INT2, CDC_CONV_INT, CDC_BIN_INT2},
+        {CDC_OID_INT4, CDC_CONV_INT, CDC_BIN_INT4},
+        {CDC_OID_INT8, CDC_CONV_LONG, CDC_BIN_INT8},
+        {CDC_OID_FLOAT4, CDC_CONV_FLOAT, CDC_BIN_FLOAT4},
+        {CDC_OID_FLOAT8, CDC_CONV_DOUBLE, CDC_BIN_FLOAT8},
+        {CDC_OID_NUMERIC, CDC_CONV_DECIMAL, CDC_BIN_NUMERIC},
+        {CDC_OID_DATE, CDC_CONV_DATE, CDC_BIN_DATE},
+        {CDC_OID_TIME, CDC_CONV_TIME, CDC_BIN_TIME},
+        {CDC_OID_TIMESTAMP, CDC_CONV_TIMESTAMP, CDC_BIN_TIMESTAMP},
+        {CDC_OID_TIMESTAMPTZ, CDC_CONV_TIMESTAMPTZ, CDC_BIN_TIMESTAMP},
+        {CDC_OID_TEXT, CDC_CONV_STRING, CDC_BIN_TEXT},
+        {CDC_OID_VARCHAR, CDC_CONV_STRING, CDC_BIN_TEXT},
+        {CDC_OID_BPCHAR, CDC_CONV_STRING, CDC_BIN_TEXT},
+        {CDC_OID_BYTEA, CDC_CONV_BYTES, CDC_BIN_BYTEA},
+        {CDC_OID_UUID, CDC_CONV_UUID, CDC_BIN_UUID},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kinds[i].oid == typoid && kinds[i].conv == t->conv)
+            return kinds[i].kind;
+    return CDC_BIN_NONE;
+}
+
+static uint64_t get_be(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/*
+ * numeric's binary form (see decode_numeric_bin) to an Avro decimal of the
+ * column's scale. Up to 36 digits the unscaled value is computed in 128
+ * bits; beyond, the value is written as numeric_out would print it and
+ * takes the text path, so both give the same bytes.
+ */
+static int encode_numeric_bin(cdc_buf *out, const cdc_coltype *t, const uint8_t *data,
+                              size_t len, char *errstr, size_t errstr_size)
+{
+    if (len < 8)
+        return set_err(errstr, errstr_size, "numeric binary value of %zu bytes", len);
+    int n = (int)get_be(data, 2), weight = (int16_t)get_be(data + 2, 2);
+    unsigned sign = (unsigned)get_be(data + 4, 2);
+    int dscale = (int)get_be(data + 6, 2);
+    if (len != 8 + 2 * (size_t)n)
+        return set_err(errstr, errstr_size, "numeric binary value of %zu bytes for %d digits",
+                       len, n);
+    if (sign == 0xC000 || sign == 0xD000 || sign == 0xF000)
+        return set_err(errstr, errstr_size, "numeric %s cannot be represented as an Avro decimal",
+                       sign == 0xC000 ? "NaN" : sign == 0xD000 ? "Infinity" : "-Infinity");
+    if (sign != 0x0000 && sign != 0x4000)
+        return set_err(errstr, errstr_size, "numeric binary value with sign %04x", sign);
+    if (t->precision < 1 || t->precision > NUMERIC_MAX_PRECISION || t->scale < 0 ||
+        t->scale > t->precision)
+        return set_err(errstr, errstr_size, "invalid decimal type (%d,%d)", t->precision,
+                       t->scale);
+    const uint8_t *d = data + 8;
+    for (int i = 0; i < n; i++)
+        if (get_be(d + 2 * i, 2) > 9999)
+            return set_err(errstr, errstr_size, "numeric binary digit out of range");
+    bool neg = sign == 0x4000;
+
+    /* digits * 10000^(n - 1 - weight) = the value; f decimal places. */
+    int f = 4 * (n - 1 - weight);
+    if (n <= 9 && t->scale - f <= 38 && f - t->scale <= 38) {
+        unsigned __int128 acc = 0, p10 = 1;
+        for (int i = 0; i < n; i++)
+            acc = acc * 10000 + get_be(d + 2 * i, 2);
+        int shift = t->scale - f;
+        for (int k = 0; k < (shift < 0 ? -shift : shift); k++)
+            p10 *= 10;
+        bool fits = true;
+        if (shift >= 0) {
+            fits = acc <= (((unsigned __int128)1 << 126) / p10);
+            acc *= p10;
+        } else if (acc % p10 != 0) {
+            return set_err(errstr, errstr_size,
+                           "numeric value has more fraction digits than the column scale");
+        } else {
+            acc /= p10;
+        }
+        if (fits) {
+            unsigned __int128 limit = 1;
+            for (int k = 0; k < t->precision && k < 38; k++)
+                limit *= 10;
+            if (t->precision <= 38 && acc >= limit)
+                return set_err(errstr, errstr_size, "numeric value exceeds the column precision");
+            uint32_t limb[4];
+            bigmag m = {limb, 0};
+            for (; acc; acc >>= 32)
+                limb[m.n++] = (uint32_t)acc;
+            put_twos_complement(out, &m, neg && m.n > 0);
+            return 0;
+        }
+    }
+
+    /* [-]integer digits[.dscale fraction digits], as numeric_out prints it. */
+    cdc_buf text;
+    cdc_buf_init(&text);
+    if (neg)
+        cdc_buf_putc(&text, '-');
+    if (weight < 0) {
+        cdc_buf_putc(&text, '0');
+    } else {
+        for (int i = 0; i <= weight; i++) {
+            unsigned g = i < n ? (unsigned)get_be(d + 2 * i, 2) : 0;
+            cdc_buf_printf(&text, i == 0 ? "%u" : "%04u", g);
+        }
+    }
+    if (dscale > 0) {
+        cdc_buf_putc(&text, '.');
+        for (int k = -1, left = dscale; left > 0; k--) {
+            int i = weight - k;
+            unsigned g = i >= 0 && i < n ? (unsigned)get_be(d + 2 * i, 2) : 0;
+            char four[4] = {(char)('0' + g / 1000), (char)('0' + g / 100 % 10),
+                            (char)('0' + g / 10 % 10), (char)('0' + g % 10)};
+            int take = left < 4 ? left : 4;
+            cdc_buf_append(&text, four, (size_t)take);
+            left -= take;
+        }
+    }
+    int rc = encode_decimal(out, t, (const char *)text.data, text.len, errstr, errstr_size);
+    cdc_buf_free(&text);
+    return rc;
+}
+
+static int bin_size(size_t len, size_t want, const char *what, char *errstr, size_t errstr_size)
+{
+    if (len == want)
+        return 0;
+    return set_err(errstr, errstr_size, "%s binary value of %zu bytes, expected %zu", what, len,
+                   want);
+}
+
+int cdc_pgtype_encode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
+                             const uint8_t *data, size_t len, char *errstr, size_t errstr_size)
+{
+    int64_t v;
+    switch (kind) {
+    case CDC_BIN_BOOL:
+        if (bin_size(len, 1, "boolean", errstr, errstr_size) != 0)
+            return -1;
+        cdc_avro_put_bool(out, data[0] != 0);
+        return 0;
+    case CDC_BIN_INT2:
+        if (bin_size(len, 2, "smallint", errstr, errstr_size) != 0)
+            return -1;
+        cdc_avro_put_long(out, (int16_t)get_be(data, 2));
+        return 0;
+    case CDC_BIN_INT4:
+        if (bin_size(len, 4, "integer", errstr, errstr_size) != 0)
+            return -1;
+        cdc_avro_put_long(out, (int32_t)get_be(data, 4));
+        return 0;
+    case CDC_BIN_INT8:
+        if (bin_size(len, 8, "bigint", errstr, errstr_size) != 0)
+            return -1;
+        cdc_avro_put_long(out, (int64_t)get_be(data, 8));
+        return 0;
+    case CDC_BIN_FLOAT4: {
+        if (bin_size(len, 4, "real", errstr, errstr_size) != 0)
+            return -1;
+        uint32_t bits = (uint32_t)get_be(data, 4);
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        cdc_avro_put_float(out, isnan(f) ? NAN : f); /* PostgreSQL prints every NaN as NaN */
+        return 0;
+    }
+    case CDC_BIN_FLOAT8: {
+        if (bin_size(len, 8, "double precision", errstr, errstr_size) != 0)
+            return -1;
+        uint64_t bits = get_be(data, 8);
+        double dv;
+        memcpy(&dv, &bits, sizeof dv);
+        cdc_avro_put_double(out, isnan(dv) ? NAN : dv);
+        return 0;
+    }
+    case CDC_BIN_NUMERIC:
+        return encode_numeric_bin(out, t, data, len, errstr, errstr_size);
+    case CDC_BIN_DATE: {
+        if (bin_size(len, 4, "date", errstr, errstr_size) != 0)
+            return -1;
+        int32_t days = (int32_t)get_be(data, 4);
+        if (days == INT32_MAX || days == INT32_MIN) { /* infinity, -infinity */
+            cdc_avro_put_int(out, days);
+            return 0;
+        }
+        v = (int64_t)days + PG_EPOCH_DAYS;
+        if (v <= INT32_MIN || v >= INT32_MAX)
+            return set_err(errstr, errstr_size, "date out of range");
+        cdc_avro_put_int(out, (int32_t)v);
+        return 0;
+    }
+    case CDC_BIN_TIME:
+        if (bin_size(len, 8, "time", errstr, errstr_size) != 0)
+            return -1;
+        cdc_avro_put_long(out, (int64_t)get_be(data, 8));
+        return 0;
+    case CDC_BIN_TIMESTAMP:
+        if (bin_size(len, 8, "timestamp", errstr, errstr_size) != 0)
+            return -1;
+        v = (int64_t)get_be(data, 8);
+        if (v != INT64_MAX && v != INT64_MIN &&
+            (__builtin_add_overflow(v, PG_EPOCH_USECS, &v) || v == INT64_MAX || v == INT64_MIN))
+            return set_err(errstr, errstr_size,
+                           "timestamp out of range for 64-bit microseconds since 1970");
+        cdc_avro_put_long(out, v);
+        return 0;
+    case CDC_BIN_TEXT:
+        cdc_avro_put_string(out, (const char *)data, len);
+        return 0;
+    case CDC_BIN_BYTEA:
+        cdc_avro_put_bytes(out, data, len);
+        return 0;
+    case CDC_BIN_UUID: {
+        if (bin_size(len, 16, "uuid", errstr, errstr_size) != 0)
+            return -1;
+        static const char hex[] = "0123456789abcdef";
+        char u[36];
+        for (int i = 0, k = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                u[k++] = '-';
+            u[k++] = hex[data[i] >> 4];
+            u[k++] = hex[data[i] & 0xf];
+        }
+        cdc_avro_put_string(out, u, sizeof u);
+        return 0;
+    }
+    case CDC_BIN_NONE:
+        break;
+    }
+    return set_err(errstr, errstr_size, "no binary form for conversion %d", (int)t->conv);
 }

@@ -148,6 +148,17 @@ typedef enum cdc_pgbin {
  */
 cdc_pgbin cdc_pgtype_bin_kind(const cdc_coltype *t, const char *pg_type);
 
+/* The same from the column's (base) type OID, as cdc-capture knows it. */
+cdc_pgbin cdc_pgtype_bin_kind_oid(const cdc_coltype *t, uint32_t typoid);
+
+/*
+ * Like cdc_pgtype_encode, from the binary form `kind` that COPY ... (FORMAT
+ * binary) sends, data[0..len): the Avro bytes are exactly those the text
+ * form of the same value encodes to (keys and partitions depend on them).
+ */
+int cdc_pgtype_encode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
+                             const uint8_t *data, size_t len, char *errstr, size_t errstr_size);
+
 /*
  * Like cdc_pgtype_decode_text, but append the binary form `kind` (from
  * cdc_pgtype_bin_kind for this column) without its length word. A value
