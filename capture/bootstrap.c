@@ -634,7 +634,7 @@ static int start_task(loader *L, worker *w)
     if (t->rowfilter)
         cdc_buf_printf(&sql, "%s(%s)", and, t->rowfilter);
     /* Binary: integers, timestamps and numerics travel without being
-     * printed by the source and parsed here (a quarter of the load's work). */
+     * printed as text by the source and parsed back here. */
     cdc_buf_puts(&sql, t->binary ? ") TO STDOUT (FORMAT binary)" : ") TO STDOUT");
     w->header = t->binary;
     PQfreemem(nsp);
