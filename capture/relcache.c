@@ -242,9 +242,9 @@ int relcache_build(relation *r, const rel_colinfo *ci, int ncols, char *errstr, 
         r->cols[i].name = cdc_xstrdup(ci[i].name);
         r->cols[i].field = unique_field(r->cols, i, ci[i].name);
         r->cols[i].type = cdc_pgtype_map(ci[i].base_oid, ci[i].base_typmod);
+        /* From the pg.type cdc-apply reads too: both sides choose alike. */
         r->cols[i].bin = ci[i].enum_labels ? CDC_BIN_NONE
-                                           : cdc_pgtype_bin_kind_oid(&r->cols[i].type,
-                                                                     ci[i].base_oid);
+                                           : cdc_pgtype_bin_kind(&r->cols[i].type, ci[i].pg_type);
         size_t nl = json_is_array(ci[i].enum_labels) ? json_array_size(ci[i].enum_labels) : 0;
         if (nl > 0) {
             r->cols[i].labels = cdc_xcalloc(nl, sizeof *r->cols[i].labels);

@@ -1305,14 +1305,6 @@ static int decode_numeric_bin(cdc_buf *out, const cdc_coltype *t, const uint8_t 
     return 0;
 }
 
-static int hex_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
                              const uint8_t **p, const uint8_t *end, char *errstr,
                              size_t errstr_size)
@@ -1411,7 +1403,7 @@ int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
                 ok = data[j] == '-';
                 continue;
             }
-            int h = hex_digit(data[j]);
+            int h = hex_value((char)data[j]);
             ok = h >= 0;
             if (ok) {
                 u[k / 2] = (uint8_t)(k % 2 ? u[k / 2] | h : h << 4);
@@ -1429,36 +1421,6 @@ int cdc_pgtype_decode_binary(cdc_buf *out, const cdc_coltype *t, cdc_pgbin kind,
     }
     *p = q;
     return 0;
-}
-
-cdc_pgbin cdc_pgtype_bin_kind_oid(const cdc_coltype *t, uint32_t typoid)
-{
-    static const struct {
-        uint32_t oid;
-        cdc_conv conv;
-        cdc_pgbin kind;
-    } kinds[] = {
-        {CDC_OID_BOOL, CDC_CONV_BOOL, CDC_BIN_BOOL},
-        {CDC_OID_INT2, CDC_CONV_INT, CDC_BIN_INT2},
-        {CDC_OID_INT4, CDC_CONV_INT, CDC_BIN_INT4},
-        {CDC_OID_INT8, CDC_CONV_LONG, CDC_BIN_INT8},
-        {CDC_OID_FLOAT4, CDC_CONV_FLOAT, CDC_BIN_FLOAT4},
-        {CDC_OID_FLOAT8, CDC_CONV_DOUBLE, CDC_BIN_FLOAT8},
-        {CDC_OID_NUMERIC, CDC_CONV_DECIMAL, CDC_BIN_NUMERIC},
-        {CDC_OID_DATE, CDC_CONV_DATE, CDC_BIN_DATE},
-        {CDC_OID_TIME, CDC_CONV_TIME, CDC_BIN_TIME},
-        {CDC_OID_TIMESTAMP, CDC_CONV_TIMESTAMP, CDC_BIN_TIMESTAMP},
-        {CDC_OID_TIMESTAMPTZ, CDC_CONV_TIMESTAMPTZ, CDC_BIN_TIMESTAMP},
-        {CDC_OID_TEXT, CDC_CONV_STRING, CDC_BIN_TEXT},
-        {CDC_OID_VARCHAR, CDC_CONV_STRING, CDC_BIN_TEXT},
-        {CDC_OID_BPCHAR, CDC_CONV_STRING, CDC_BIN_TEXT},
-        {CDC_OID_BYTEA, CDC_CONV_BYTES, CDC_BIN_BYTEA},
-        {CDC_OID_UUID, CDC_CONV_UUID, CDC_BIN_UUID},
-    };
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (kinds[i].oid == typoid && kinds[i].conv == t->conv)
-            return kinds[i].kind;
-    return CDC_BIN_NONE;
 }
 
 static uint64_t get_be(const uint8_t *p, int bytes)

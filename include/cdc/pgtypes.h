@@ -148,9 +148,6 @@ typedef enum cdc_pgbin {
  */
 cdc_pgbin cdc_pgtype_bin_kind(const cdc_coltype *t, const char *pg_type);
 
-/* The same from the column's (base) type OID, as cdc-capture knows it. */
-cdc_pgbin cdc_pgtype_bin_kind_oid(const cdc_coltype *t, uint32_t typoid);
-
 /*
  * Like cdc_pgtype_encode, from the binary form `kind` that COPY ... (FORMAT
  * binary) sends, data[0..len): the Avro bytes are exactly those the text
